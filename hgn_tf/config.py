@@ -1,0 +1,360 @@
+"""Typed, frozen configs for data, model and training, and the presets written in Python.
+
+A run is described by one `RunConfig` (data + model + train + geco). It round-trips through JSON
+(`to_dict` / `from_dict`, `save` / `load`); unknown keys are errors, so a typo in a preset file
+cannot be silently ignored.
+
+Presets:
+  `paper(system)`: HGN appendix A.1 / A.5 -- batch 16, Adam 1.5e-4, 15,000 steps, dt 0.125,
+      leapfrog, encoder 8 layers (32, 64 x 6, 48), f_psi 3 strided convs of 64, Hamiltonian 6 convs
+      of 64, decoder 3 residual blocks of 64, state 4x4x(16+16), 30 frames, 50,000 sequences.
+  `small(system)`: a CPU preset that learns in minutes on 2 cores (narrower nets, 12 frames, 4,096
+      training sequences, a few thousand steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from hgn_tf.geco import GecoConfig
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "RunConfig",
+    "GecoConfig",
+    "PRESETS",
+    "preset",
+    "paper",
+    "small",
+    "tiny",
+]
+
+INTEGRATORS = ("euler", "leapfrog", "rk4", "yoshida")
+DYNAMICS = ("hamiltonian", "direct")
+INPUT_MODES = ("autoencode", "inference")
+RESOLUTIONS = (32, 64)
+STRATEGIES = ("default", "mirrored")
+
+
+def _check(cond: bool, field: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ValueError(f"`{field}` must be {allowed}, got {value!r}.")
+
+
+def _positive_int(obj, *fields):
+    for f in fields:
+        v = getattr(obj, f)
+        _check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f, v, "a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which `hamiltonian_systems` data a run reads and how it is cut.
+
+    Attributes:
+      system: a `hgn_tf.physics.SYSTEM_NAMES` entry.
+      resolution: 32 or 64 (selects the `<system>` or `<system>_64` TFDS config).
+      n_frames: frames per training sequence (the first `n_frames` of each stored 30).
+      max_examples: build only the first N sequences of each split (None: the full 50,000/10,000).
+      data_dir: TFDS data directory (None: TFDS's default, ~/tensorflow_datasets).
+      validation_fraction: share of the training split held out for validation (by index).
+      shuffle_buffer: tf.data shuffle buffer of training sequences.
+    """
+
+    system: str = "pendulum"
+    resolution: int = 32
+    n_frames: int = 30
+    max_examples: int | None = None
+    data_dir: str | None = None
+    validation_fraction: float = 0.05
+    shuffle_buffer: int = 1024
+
+    def __post_init__(self):
+        from hgn_tf import physics
+
+        _check(
+            self.system in physics.SYSTEM_NAMES,
+            "system",
+            self.system,
+            f"one of {physics.SYSTEM_NAMES}",
+        )
+        _check(
+            self.resolution in RESOLUTIONS, "resolution", self.resolution, f"one of {RESOLUTIONS}"
+        )
+        _positive_int(self, "n_frames", "shuffle_buffer")
+        _check(self.n_frames <= 30, "n_frames", self.n_frames, "at most 30 (the stored length)")
+        if self.max_examples is not None:
+            _positive_int(self, "max_examples")
+        _check(
+            0.0 <= self.validation_fraction < 0.5,
+            "validation_fraction",
+            self.validation_fraction,
+            "in [0, 0.5)",
+        )
+
+    @property
+    def tfds_name(self) -> str:
+        suffix = "" if self.resolution == 32 else f"_{self.resolution}"
+        return f"hamiltonian_systems/{self.system}{suffix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The HGN architecture and variant (HGN appendix A.1; [Re] HGN section 3.1).
+
+    Variants of Table 1 are fields: `integrator` (leapfrog, euler, rk4, yoshida),
+    `deterministic` (no posterior sampling), `use_f_psi` (False: "no f_psi"), and
+    `dynamics="direct"` (the reproduction's "integrator modelling": a conv net outputs
+    (dq/dt, dp/dt) directly, Euler steps, no Hamiltonian).
+
+    `separable_hamiltonian`: H(q, p) = K(p) + V(q) (default; HGN section 3.2 assumes it, and only
+    then are leapfrog and Yoshida symplectic and of order 2 and 4). False gives one network over
+    (q, p), on which those explicit schemes are first-order approximations.
+
+    `input_mode`: "autoencode" -- the encoder sees every frame and all are reconstructed;
+    "inference" -- the encoder sees the first `input_frames` frames, the rest are predicted.
+    """
+
+    resolution: int = 32
+    latent_channels: int = 16
+    state_size: int = 4
+    encoder_filters: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
+    z_channels: int = 48
+    transformer_filters: int = 64
+    hamiltonian_filters: int = 64
+    hamiltonian_layers: int = 6
+    separable_hamiltonian: bool = True
+    decoder_filters: int = 64
+    integrator: str = "leapfrog"
+    dt: float = 0.125
+    deterministic: bool = False
+    use_f_psi: bool = True
+    dynamics: str = "hamiltonian"
+    input_mode: str = "autoencode"
+    input_frames: int = 5
+
+    def __post_init__(self):
+        if isinstance(self.encoder_filters, list):
+            object.__setattr__(self, "encoder_filters", tuple(self.encoder_filters))
+        _check(
+            self.resolution in RESOLUTIONS, "resolution", self.resolution, f"one of {RESOLUTIONS}"
+        )
+        _positive_int(
+            self,
+            "latent_channels",
+            "state_size",
+            "z_channels",
+            "transformer_filters",
+            "hamiltonian_filters",
+            "hamiltonian_layers",
+            "decoder_filters",
+            "input_frames",
+        )
+        _check(
+            len(self.encoder_filters) >= 1
+            and all(isinstance(f, int) and f > 0 for f in self.encoder_filters),
+            "encoder_filters",
+            self.encoder_filters,
+            "a non-empty tuple of positive integers",
+        )
+        ratio = self.resolution // self.state_size
+        _check(
+            self.resolution % self.state_size == 0 and ratio & (ratio - 1) == 0 and ratio >= 2,
+            "state_size",
+            self.state_size,
+            f"resolution / 2**k for k >= 1 (resolution {self.resolution})",
+        )
+        _check(
+            self.integrator in INTEGRATORS, "integrator", self.integrator, f"one of {INTEGRATORS}"
+        )
+        _check(self.dynamics in DYNAMICS, "dynamics", self.dynamics, f"one of {DYNAMICS}")
+        _check(
+            self.input_mode in INPUT_MODES, "input_mode", self.input_mode, f"one of {INPUT_MODES}"
+        )
+        _check(isinstance(self.dt, (int, float)) and self.dt > 0, "dt", self.dt, "a positive float")
+
+    @property
+    def upsampling_blocks(self) -> int:
+        """Decoder blocks (and f_psi strided convs): log2(resolution / state_size)."""
+        return (self.resolution // self.state_size).bit_length() - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    Attributes:
+      batch_size: sequences per step (global batch under a distribution strategy).
+      learning_rate: Adam's step size.
+      steps: optimiser steps in total.
+      steps_per_epoch: steps between Keras epoch ends (checkpoint, validation, TensorBoard).
+      validation_steps: validation batches at each epoch end.
+      seed: seeds weights, posterior sampling and data shuffling.
+      strategy: "default" (one device) or "mirrored" (tf.distribute.MirroredStrategy).
+    """
+
+    batch_size: int = 16
+    learning_rate: float = 1.5e-4
+    steps: int = 15_000
+    steps_per_epoch: int = 500
+    validation_steps: int = 20
+    seed: int = 0
+    strategy: str = "default"
+
+    def __post_init__(self):
+        _positive_int(self, "batch_size", "steps", "steps_per_epoch", "validation_steps")
+        _check(
+            isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0,
+            "learning_rate",
+            self.learning_rate,
+            "a positive float",
+        )
+        _check(
+            isinstance(self.seed, int) and self.seed >= 0,
+            "seed",
+            self.seed,
+            "a non-negative integer",
+        )
+        _check(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {STRATEGIES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    geco: GecoConfig = GecoConfig()
+
+    def __post_init__(self):
+        _check(
+            self.model.resolution == self.data.resolution,
+            "model.resolution",
+            self.model.resolution,
+            f"equal to data.resolution ({self.data.resolution})",
+        )
+        if self.model.input_mode == "inference":
+            _check(
+                self.model.input_frames < self.data.n_frames,
+                "model.input_frames",
+                self.model.input_frames,
+                f"smaller than data.n_frames ({self.data.n_frames})",
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path) -> None:
+        with open(path, "w") as f:
+            f.write(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        return _from_dict(cls, d, "")
+
+    @classmethod
+    def load(cls, path) -> RunConfig:
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    def replace(self, **sections) -> RunConfig:
+        """`cfg.replace(train=dict(steps=10))`: a copy with fields of sections replaced."""
+        new = {}
+        for name, changes in sections.items():
+            if name not in {f.name for f in dataclasses.fields(self)}:
+                raise ValueError(
+                    f"Unknown config section {name!r}; valid: data, model, train, geco."
+                )
+            new[name] = _from_dict(
+                type(getattr(self, name)),
+                {**dataclasses.asdict(getattr(self, name)), **changes},
+                name + ".",
+            )
+        return dataclasses.replace(self, **new)
+
+
+def _from_dict(cls, d: dict, prefix: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {d!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"Unknown config key(s) {[prefix + k for k in unknown]}; "
+            f"valid keys of `{prefix.rstrip('.') or 'config'}`: {sorted(fields)}."
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            v = _from_dict(t, v, f"{prefix}{k}.")
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def paper(system: str = "pendulum") -> RunConfig:
+    """The paper's settings (HGN A.1, A.5), GECO with the PyTorch reproduction's defaults."""
+    return RunConfig(
+        data=DataConfig(system=system), model=ModelConfig(), train=TrainConfig(), geco=GecoConfig()
+    )
+
+
+def small(system: str = "pendulum") -> RunConfig:
+    """A CPU preset: narrower networks, 12-frame sequences, 4,096 training sequences."""
+    return RunConfig(
+        data=DataConfig(system=system, n_frames=12, max_examples=4096, shuffle_buffer=1024),
+        model=ModelConfig(
+            encoder_filters=(16, 32, 32),
+            z_channels=16,
+            latent_channels=8,
+            transformer_filters=32,
+            hamiltonian_filters=32,
+            hamiltonian_layers=3,
+            decoder_filters=32,
+        ),
+        train=TrainConfig(
+            batch_size=16, learning_rate=1e-3, steps=3000, steps_per_epoch=250, validation_steps=8
+        ),
+        geco=GecoConfig(),
+    )
+
+
+def tiny(system: str = "pendulum") -> RunConfig:
+    """For tests: a few steps on a few sequences."""
+    return RunConfig(
+        data=DataConfig(
+            system=system, n_frames=4, max_examples=16, shuffle_buffer=16, validation_fraction=0.25
+        ),
+        model=ModelConfig(
+            encoder_filters=(8,),
+            z_channels=4,
+            latent_channels=2,
+            transformer_filters=8,
+            hamiltonian_filters=8,
+            hamiltonian_layers=2,
+            decoder_filters=8,
+        ),
+        train=TrainConfig(
+            batch_size=4, learning_rate=1e-3, steps=4, steps_per_epoch=2, validation_steps=1
+        ),
+        geco=GecoConfig(),
+    )
+
+
+PRESETS = {"paper": paper, "small": small, "tiny": tiny}
+
+
+def preset(name: str, system: str = "pendulum") -> RunConfig:
+    if name not in PRESETS:
+        raise ValueError(f"`preset` must be one of {sorted(PRESETS)}, got {name!r}.")
+    return PRESETS[name](system)

@@ -1,0 +1,127 @@
+"""Pictures for people: frame grids (PNG), animations (GIF) and curves (matplotlib, Agg).
+
+Frames may be uint8 in [0, 255] or float in [0, 1]. numpy / Pillow / matplotlib only.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+__all__ = ["to_uint8", "grid_png", "sequences_gif", "line_plot", "scatter_plot"]
+
+
+def to_uint8(frames) -> np.ndarray:
+    a = np.asarray(frames)
+    if a.dtype == np.uint8:
+        return a
+    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _upscale(img: np.ndarray, scale: int) -> np.ndarray:
+    return img.repeat(scale, axis=-3).repeat(scale, axis=-2) if scale > 1 else img
+
+
+def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None) -> pathlib.Path:
+    """Write a grid: one row per sequence, one column per frame.
+
+    Args:
+      rows: [R, T, H, W, 3] (or a list of such arrays with equal T, H, W: concatenated).
+      path: output .png.
+      labels: optional row labels (drawn at the left with Pillow's default font).
+    """
+    from PIL import Image, ImageDraw
+
+    if isinstance(rows, (list, tuple)):
+        rows = np.concatenate([to_uint8(r) for r in rows])
+    rows = _upscale(to_uint8(rows), scale)
+    r, t, h, w, _ = rows.shape
+    left = 70 if labels else 0
+    canvas = np.full((r * (h + gap) + gap, left + t * (w + gap) + gap, 3), 255, np.uint8)
+    for i in range(r):
+        for j in range(t):
+            y, x = gap + i * (h + gap), left + gap + j * (w + gap)
+            canvas[y:y + h, x:x + w] = rows[i, j]
+    img = Image.fromarray(canvas)
+    if labels:
+        draw = ImageDraw.Draw(img)
+        for i, label in enumerate(labels):
+            draw.text((2, gap + i * (h + gap) + h // 2 - 5), str(label)[:11], fill=(0, 0, 0))
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def sequences_gif(sequences, path, *, scale: int = 3, fps: int = 8, gap: int = 2) -> pathlib.Path:
+    """Write an animated GIF showing the sequences [N, T, H, W, 3] side by side."""
+    from PIL import Image
+
+    seq = _upscale(to_uint8(sequences), scale)
+    n, t, h, w, _ = seq.shape
+    frames = []
+    for j in range(t):
+        canvas = np.full((h + 2 * gap, n * (w + gap) + gap, 3), 255, np.uint8)
+        for i in range(n):
+            canvas[gap:gap + h, gap + i * (w + gap):gap + i * (w + gap) + w] = seq[i, j]
+        frames.append(Image.fromarray(canvas))
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def line_plot(path, series: dict, *, xlabel: str, ylabel: str, title: str = "",
+              logy: bool = False) -> pathlib.Path:
+    """`series`: {label: (xs, ys)}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, label=label, marker=".")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def scatter_plot(path, xs, ys, *, labels=None, colors=None, xlabel: str, ylabel: str,
+                 title: str = "", logx: bool = False, logy: bool = False) -> pathlib.Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.scatter(xs, ys, c=colors)
+    for i, label in enumerate(labels or []):
+        ax.annotate(str(label), (xs[i], ys[i]), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,105 @@
+"""The `hamiltonian_systems` TFDS builder: loading, determinism, prefixes, stored physics."""
+
+import hashlib
+import pathlib
+
+import hgn_tf.datasets  # noqa: F401  (registers the builder)
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from hgn_tf.datasets.hamiltonian_systems import HamiltonianSystemsConfig
+
+from hgn_tf import physics
+
+
+def _build(tmp, name="t", **kw):
+    cfg = HamiltonianSystemsConfig(
+        name=name, **{"num_train": 6, "num_test": 3, "n_frames": 8, **kw}
+    )
+    b = tfds.builder("hamiltonian_systems", config=cfg, data_dir=str(tmp), num_workers=1)
+    return b
+
+
+def _records_digest(builder):
+    files = sorted(pathlib.Path(builder.data_dir).glob("*.tfrecord*"))
+    assert files
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def _by_index(builder, split):
+    return {int(ex["index"]): ex for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+def test_tfds_load_by_name(tiny_data_dir):
+    ds = tfds.load("hamiltonian_systems/pendulum", split="train", data_dir=tiny_data_dir)
+    ex = next(iter(tfds.as_numpy(ds)))
+    assert ex["frames"].shape == (30, 32, 32, 3) and ex["frames"].dtype == np.uint8
+    assert ex["q"].shape == (30, 1) and ex["energy"].shape == (30,)
+    assert set(ex["constants"]) == {"g", "l", "m"}
+    # The frames are not blank: the bob differs from the background somewhere in every frame.
+    assert (ex["frames"].reshape(30, -1).std(axis=1) > 5).all()
+
+
+def test_two_builds_are_byte_identical(tmp_path):
+    a = _build(tmp_path / "a")
+    b = _build(tmp_path / "b")
+    a.download_and_prepare()
+    b.download_and_prepare()
+    assert _records_digest(a) == _records_digest(b)
+
+
+def test_max_examples_gives_the_first_sequences_of_the_full_build(tmp_path):
+    full = _build(tmp_path / "full")
+    full.download_and_prepare()
+    small = _build(tmp_path / "small")
+    small.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(max_examples_per_split=3)
+    )
+    full_ex, small_ex = _by_index(full, "train"), _by_index(small, "train")
+    assert sorted(small_ex) == [0, 1, 2]
+    for i in small_ex:
+        for key in ("frames", "q", "p", "q_noisy", "p_noisy", "energy"):
+            np.testing.assert_array_equal(small_ex[i][key], full_ex[i][key])
+
+
+@pytest.mark.parametrize("system", ["pendulum", "two_body", "damped_oscillator"])
+def test_stored_energy_is_the_hamiltonian_of_the_stored_state(tmp_path, system):
+    b = _build(tmp_path, name=f"{system}_small", system=system)
+    b.download_and_prepare()
+    sysm = physics.get(system)
+    for ex in tfds.as_numpy(b.as_dataset(split="test")):
+        h = sysm.hamiltonian(
+            ex["q"].astype(np.float64), ex["p"].astype(np.float64), ex["t"].astype(np.float64)
+        )
+        np.testing.assert_allclose(ex["energy"], h, rtol=1e-5, atol=1e-6)
+        # Noisy and clean states differ by the configured noise level.
+        noise = np.concatenate([ex["q_noisy"] - ex["q"], ex["p_noisy"] - ex["p"]], axis=-1)
+        assert 0 < np.abs(noise).max() < 6 * sysm.noise_std
+
+
+def test_splits_differ(tmp_path):
+    b = _build(tmp_path)
+    b.download_and_prepare()
+    train, test = _by_index(b, "train"), _by_index(b, "test")
+    assert not np.array_equal(train[0]["q"], test[0]["q"])
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(system="spring"), "system.*mass_spring.*spring"),
+        (dict(resolution=48), "resolution.*32, 64.*48"),
+        (dict(num_train=0), "num_train.*positive.*0"),
+        (dict(n_frames=-3), "n_frames.*-3"),
+        (dict(dt=0.0), "dt.*0.0"),
+    ],
+)
+def test_bad_config_names_field_value_and_allowed(kw, words):
+    with pytest.raises(ValueError, match=words):
+        HamiltonianSystemsConfig(name="bad", **kw)
+
+
+def test_every_system_has_32_and_64_configs():
+    names = {c.name for c in hgn_tf.datasets.HamiltonianSystems.BUILDER_CONFIGS}
+    for s in physics.SYSTEM_NAMES:
+        assert s in names and f"{s}_64" in names
