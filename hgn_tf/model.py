@@ -1,0 +1,342 @@
+"""The Hamiltonian Generative Network as a `keras.Model` with GECO as its `train_step`.
+
+    frames x_{0..k-1} --encoder--> q_phi(z | x) = N(mu, diag sigma^2)    (a TFP distribution)
+    z ~ q_phi (reparametrised; the mean when deterministic or evaluating)
+    s_0 = (q_0, p_0) = f_psi(z)
+    s_{t+1} = integrator.step(H_gamma, s_t, dt)   dq/dt = dH/dp, dp/dt = -dH/dq (GradientTape)
+    x_hat_t = decoder(q_t)
+
+Training objective (HGN eq. 4 with a Lagrange multiplier, GECO; Rezende & Viola 2018):
+    recon = mean_{b,t,h,w,c} (x_hat - x)^2          per-pixel MSE (decoder variance fixed to 1)
+    kl    = mean_{b,h,w} sum_c KL(q_phi(z) || N(0, I))   per latent location, summed over channels
+    loss  = kl + lambda * (recon - kappa^2)  (value uses the moving average; see `hgn_tf.geco`)
+These units are those of the public PyTorch reproduction, so its GECO settings (kappa 0.033,
+alpha 0.99, lambda0 1, nu 0.1) mean the same thing here. GECO's moving average, multiplier and
+step live in non-trainable weights: checkpoints carry them and `BackupAndRestore` restores them.
+
+Input modes: "autoencode" -- the encoder sees all T frames and all T are reconstructed;
+"inference" -- it sees the first `input_frames`, and all T are produced (the rest predicted).
+In both the inferred state is the state at frame 0 and T - 1 integrator steps follow.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from hgn_tf import geco as geco_lib
+from hgn_tf import integrators, networks
+from hgn_tf.config import GecoConfig, ModelConfig
+
+tfd = tfp.distributions
+
+__all__ = ["HGN"]
+
+
+@keras.saving.register_keras_serializable(package="hgn_tf")
+class HGN(keras.Model):
+    """Hamiltonian Generative Network.
+
+    Args:
+      config: `ModelConfig` (or its dict) -- architecture and variant.
+      geco: `GecoConfig` (or its dict) -- the objective's multiplier rule.
+      seed: seeds posterior sampling (weights are seeded by `keras.utils.set_random_seed`).
+    """
+
+    def __init__(self, config: ModelConfig | dict | None = None,
+                 geco: GecoConfig | dict | None = None, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in config.items()})
+        if isinstance(geco, dict):
+            geco = GecoConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in geco.items()})
+        self.config = config or ModelConfig()
+        self.geco_config = geco or GecoConfig()
+        self.seed = seed
+        c = self.config
+        latent = c.latent_channels
+        blocks = c.upsampling_blocks
+        posterior_params = 1 if c.deterministic else 2
+        if c.use_f_psi:
+            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
+                                            name="encoder")
+            self.transformer = networks.Transformer(c.transformer_filters, 2 * latent, blocks,
+                                                    name="f_psi")
+        else:
+            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * 2 * latent,
+                                            downsample_blocks=blocks,
+                                            downsample_filters=c.transformer_filters,
+                                            name="encoder")
+            self.transformer = None
+        if c.dynamics == "hamiltonian":
+            self.hamiltonian_net = networks.HamiltonianNet(
+                c.hamiltonian_filters, c.hamiltonian_layers, separable=c.separable_hamiltonian,
+                name="hamiltonian")
+            self.dynamics_net = None
+            self.integrator = integrators.get(c.integrator)
+        else:
+            self.hamiltonian_net = None
+            self.dynamics_net = networks.DirectDynamics(c.hamiltonian_filters, c.hamiltonian_layers,
+                                                        latent, name="dynamics")
+            self.integrator = None
+        self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="posterior_seed")
+        # GECO state: non-trainable, identical on every replica (updated from all-reduced values).
+        self.geco_constraint_ma = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="geco_constraint_ma",
+            aggregation="only_first_replica")
+        self.geco_multiplier = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.geco_config.initial_multiplier),
+            trainable=False, name="geco_multiplier", aggregation="only_first_replica")
+        self.geco_step = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="geco_step",
+            aggregation="only_first_replica")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.recon_tracker = keras.metrics.Mean(name="recon")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def state_shape(self):
+        c = self.config
+        return (c.state_size, c.state_size, c.latent_channels)
+
+    def conditioning_frames(self, frames):
+        """The frames the encoder reads: all (autoencode) or the first `input_frames`."""
+        if self.config.input_mode == "inference":
+            return frames[:, : self.config.input_frames]
+        return frames
+
+    def posterior(self, frames):
+        """q_phi(. | frames) as a TFP distribution over z (or over s0 without f_psi).
+
+        Deterministic models have no posterior: this raises for them.
+        """
+        if self.config.deterministic:
+            raise ValueError("A deterministic HGN (`deterministic=True`) has no posterior.")
+        params = self.encoder(frames)
+        mean, log_var = tf.split(params, 2, axis=-1)
+        scale = tf.exp(0.5 * tf.clip_by_value(log_var, -20.0, 10.0))
+        return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=3)
+
+    def prior(self, like):
+        """N(0, I) with the event shape of `like`."""
+        zeros = tf.zeros_like(like)
+        return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)), reinterpreted_batch_ndims=3)
+
+    def latent_to_state(self, z):
+        s = self.transformer(z) if self.transformer is not None else z
+        return tf.split(s, 2, axis=-1)
+
+    def encode(self, frames, sample=False, seed=None):
+        """Frames [B, k, H, W, 3] in [0, 1] -> (q0, p0, kl [B]).
+
+        `sample=False` uses the posterior mean. `kl` is in the loss's units (per latent location,
+        summed over channels); zero for a deterministic model.
+        """
+        if self.config.deterministic:
+            z = self.encoder(frames)
+            kl = tf.zeros([tf.shape(frames)[0]], dtype=z.dtype)
+        else:
+            post = self.posterior(frames)
+            if sample:
+                seed = seed if seed is not None else self.seed_generator.next()
+                z = post.sample(seed=tf.cast(seed, tf.int32))  # TFP takes int32 stateless seeds
+            else:
+                z = post.mean()
+            locations = tf.cast(tf.reduce_prod(tf.shape(z)[1:3]), z.dtype)
+            kl = post.kl_divergence(self.prior(z)) / locations
+        q0, p0 = self.latent_to_state(z)
+        return q0, p0, kl
+
+    def hamiltonian(self, q, p):
+        """The learned energy H_gamma(q, p) -> [B]."""
+        if self.hamiltonian_net is None:
+            raise ValueError("`dynamics='direct'` models have no Hamiltonian.")
+        return self.hamiltonian_net(q, p)
+
+    def decode(self, q):
+        """q [..., S, S, L] -> frames [..., H, W, 3] (any number of leading axes)."""
+        lead = tf.shape(q)[:-3]
+        flat = tf.reshape(q, tf.concat([[-1], tf.shape(q)[-3:]], axis=0))
+        x = self.decoder(flat)
+        return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], axis=0))
+
+    def integrate(self, q0, p0, n_steps, dt):
+        """States at 0, dt, ..., (n_steps - 1) dt -> qs, ps [B, n_steps, S, S, L].
+
+        Runs in a `tf.while_loop`: tracing cost does not depend on n_steps. Negative dt runs
+        backward in time; a scaled dt runs faster or slower.
+        """
+        dt = tf.cast(dt, q0.dtype)
+        if self.dynamics_net is not None:
+            qs, ps = _euler_direct(self.dynamics_net, q0, p0, dt, n_steps - 1)
+        else:
+            qs, ps = integrators.integrate(self.integrator, self.hamiltonian_net, q0, p0, dt,
+                                           n_steps - 1)
+        perm = [1, 0, 2, 3, 4]
+        return tf.transpose(qs, perm), tf.transpose(ps, perm)
+
+    def energies(self, qs, ps):
+        """H along a rollout: qs, ps [B, T, ...] -> [B, T]."""
+        b, t = tf.shape(qs)[0], tf.shape(qs)[1]
+        flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))  # noqa: E731
+        return tf.reshape(self.hamiltonian(flat(qs), flat(ps)), [b, t])
+
+    # ------------------------------------------------------------------ public API
+    def rollout(self, frames, n_steps, dt=None, sample=False, seed=None, with_energy=True):
+        """Encode `frames` and roll out `n_steps` frames (the first is the initial state's).
+
+        Args:
+          frames: [B, k, H, W, 3] float in [0, 1] (uint8 is converted); in inference mode only
+            the first `input_frames` are read.
+          n_steps: frames to produce (>= 1).
+          dt: integrator step (default: the config's); negative runs backward.
+          sample: draw the initial state from the posterior instead of taking its mean.
+          with_energy: also evaluate the learned H along the rollout (training skips it).
+        Returns:
+          dict with `frames` [B, n_steps, H, W, 3], `q`, `p` [B, n_steps, S, S, L], `kl` [B]
+          and, for Hamiltonian dynamics, `energy` [B, n_steps].
+        """
+        frames = _as_float_frames(frames)
+        dt = self.config.dt if dt is None else dt
+        q0, p0, kl = self.encode(self.conditioning_frames(frames), sample=sample, seed=seed)
+        qs, ps = self.integrate(q0, p0, n_steps, dt)
+        out = {"frames": self.decode(qs), "q": qs, "p": ps, "kl": kl}
+        if with_energy and self.hamiltonian_net is not None:
+            out["energy"] = self.energies(qs, ps)
+        return out
+
+    def sample(self, n, n_steps, dt=None, seed=None):
+        """Rollouts from the prior: s0 = f_psi(z), z ~ N(0, I).
+
+        `seed`: a stateless seed (int tensor of shape [2]); None draws one from the model's
+        `keras.random.SeedGenerator`.
+        """
+        if self.config.deterministic:
+            raise ValueError("A deterministic HGN (`deterministic=True`) cannot sample.")
+        c = self.config
+        dt = c.dt if dt is None else dt
+        if c.use_f_psi:
+            shape = [n, c.resolution, c.resolution, c.z_channels]
+        else:
+            shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]
+        seed = seed if seed is not None else self.seed_generator.next()
+        z = tfd.Normal(0.0, 1.0).sample(shape, seed=tf.cast(seed, tf.int32))
+        q0, p0 = self.latent_to_state(z)
+        qs, ps = self.integrate(q0, p0, n_steps, dt)
+        out = {"frames": self.decode(qs), "q": qs, "p": ps}
+        if self.hamiltonian_net is not None:
+            out["energy"] = self.energies(qs, ps)
+        return out
+
+    def call(self, frames, training=False):
+        """Reconstruct a sequence: frames [B, T, H, W, 3] -> frames [B, T, H, W, 3]."""
+        frames = _as_float_frames(frames)
+        sample = training and not self.config.deterministic
+        return self.rollout(frames, tf.shape(frames)[1], sample=sample,
+                            with_energy=False)["frames"]
+
+    # ------------------------------------------------------------------ training
+    def objective_terms(self, frames, training):
+        """(recon, kl) of a batch: the per-pixel MSE of the rollout and the mean KL."""
+        frames = _as_float_frames(frames)
+        sample = training and not self.config.deterministic
+        out = self.rollout(frames, tf.shape(frames)[1], sample=sample, with_energy=False)
+        recon = tf.reduce_mean(tf.square(out["frames"] - frames))
+        kl = tf.reduce_mean(out["kl"])
+        return recon, kl
+
+    def _objective(self, recon, kl):
+        if self.config.deterministic:
+            # An autoencoder: no KL, no multiplier; the state variables are left alone.
+            return geco_lib.GecoStep(recon, recon - self.geco_config.kappa ** 2,
+                                     self.geco_constraint_ma, self.geco_multiplier)
+        return geco_lib.geco_update(recon, kl, self.geco_constraint_ma, self.geco_multiplier,
+                                    self.geco_step, self.geco_config)
+
+    def train_step(self, data):
+        frames = data["frames"] if isinstance(data, dict) else data
+        replica = tf.distribute.get_replica_context()
+        replicas = replica.num_replicas_in_sync if replica is not None else 1
+        with tf.GradientTape() as tape:
+            recon, kl = self.objective_terms(frames, training=True)
+            # The gradient: this replica's share of the global objective.
+            local = self._objective(recon, kl)
+            loss = local.loss / replicas
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        # GECO's state from the global (all-replica) reconstruction and KL.
+        if replicas > 1:
+            recon_g = replica.all_reduce("MEAN", recon)
+            kl_g = replica.all_reduce("MEAN", kl)
+            step = self._objective(recon_g, kl_g)
+        else:
+            recon_g, kl_g, step = recon, kl, local
+        if not self.config.deterministic:
+            self.geco_constraint_ma.assign(step.constraint_ma)
+            self.geco_multiplier.assign(step.multiplier)
+            self.geco_step.assign_add(1.0)
+        return self._update_metrics(step.loss, recon_g, kl_g)
+
+    def test_step(self, data):
+        frames = data["frames"] if isinstance(data, dict) else data
+        recon, kl = self.objective_terms(frames, training=False)
+        if self.config.deterministic:
+            loss = recon
+        elif self.geco_config.mode == "fixed_beta":
+            loss = recon + self.geco_config.beta * kl
+        else:
+            loss = kl + self.geco_multiplier * (recon - self.geco_config.kappa ** 2)
+        return self._update_metrics(loss, recon, kl)
+
+    def _update_metrics(self, loss, recon, kl):
+        self.loss_tracker.update_state(loss)
+        self.recon_tracker.update_state(recon)
+        self.kl_tracker.update_state(kl)
+        return {"loss": self.loss_tracker.result(), "recon": self.recon_tracker.result(),
+                "kl": self.kl_tracker.result(), "multiplier": tf.identity(self.geco_multiplier)}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.recon_tracker, self.kl_tracker]
+
+    def build_for(self, n_frames):
+        """Create every weight by running one forward pass on zeros."""
+        r = self.config.resolution
+        self.objective_terms(tf.zeros([1, n_frames, r, r, 3]), training=False)
+        self.built = True
+
+    def get_config(self):
+        import dataclasses
+        return {**super().get_config(), "config": dataclasses.asdict(self.config),
+                "geco": dataclasses.asdict(self.geco_config), "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _as_float_frames(frames):
+    frames = tf.convert_to_tensor(frames)
+    if frames.dtype == tf.uint8:
+        return tf.cast(frames, tf.float32) / 255.0
+    return tf.cast(frames, tf.float32)
+
+
+def _euler_direct(net, q0, p0, dt, n_steps):
+    """Euler steps of a directly predicted vector field; states at 0..n_steps, stacked first."""
+    def body(i, q, p, qs, ps):
+        dq, dp = net(q, p)
+        q, p = q + dt * dq, p + dt * dp
+        return i + 1, q, p, qs.write(i + 1, q), ps.write(i + 1, p)
+
+    n = tf.convert_to_tensor(n_steps, tf.int32)
+    qs = tf.TensorArray(q0.dtype, size=n + 1, element_shape=q0.shape).write(0, q0)
+    ps = tf.TensorArray(p0.dtype, size=n + 1, element_shape=p0.shape).write(0, p0)
+    _, _, _, qs, ps = tf.while_loop(lambda i, *_: i < n, body,
+                                    (tf.constant(0), q0, p0, qs, ps))
+    return qs.stack(), ps.stack()

@@ -1,0 +1,174 @@
+"""The HGN's networks (HGN appendix A.1; [Re] HGN section 3.1) as Keras layers.
+
+Shapes (paper, 32x32): frames [B, k, 32, 32, 3] -> encoder -> z [B, 32, 32, 48]
+-> f_psi -> s0 = (q0, p0), each [B, 4, 4, 16] -> Hamiltonian net H(q, p) -> [B]
+-> decoder(q_t) -> [B, 32, 32, 3].
+
+Open choices of the paper, decided here (and why):
+  * Encoder: the k frames are stacked on the channel axis; 3x3 convs with ReLU, filters
+    `encoder_filters` (paper: 32 then 64 x 6), then a linear 3x3 conv to 2 * z_channels (the
+    posterior mean and log-variance of z, 48 channels each at full resolution: 8 layers in all).
+  * f_psi: log2(resolution / state_size) 3x3 convs of stride 2 (3 for 32 -> 4), ReLU on the hidden
+    ones, and NO ReLU on the output: the public PyTorch code's final ReLU forces q, p >= 0, which
+    halves the phase space the dynamics can use.
+  * "no f_psi": the posterior is over s0 itself; the same strided stack then belongs to the
+    encoder (deterministic features -> mean and log-variance of s0).
+  * Hamiltonian net: separable by default, H = K(p) + V(q) (HGN 3.2 assumes a separable H, and
+    only then are the explicit leapfrog/Yoshida steps symplectic); each term is
+    `hamiltonian_layers` 3x3 convs of `hamiltonian_filters` with Softplus (its second derivatives
+    are trained; ReLU's vanish), then a linear Dense to one scalar without bias. No Softplus on
+    the scalar: energies are defined up to a constant, a bound adds nothing.
+  * Decoder: log2(resolution / state_size) residual blocks (3 for 32x32, 4 for 64x64): nearest x2
+    upsampling, two 3x3 convs with leaky ReLU, plus a 1x1-projected skip of the upsampled input;
+    a final 3x3 conv to 3 channels and ONE sigmoid at the output. The paper's "sigmoid in each
+    block" would squash the residual stream between blocks; we keep it only where the pixels
+    need [0, 1].
+  * Direct dynamics ("integrator modelling", [Re] HGN): a conv net with the Hamiltonian net's
+    shape whose output is (dq/dt, dp/dt) directly; no energy, no gradient.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+__all__ = ["Encoder", "Transformer", "HamiltonianNet", "Decoder", "DirectDynamics"]
+
+
+def _conv(filters, activation=None, strides=1, kernel_size=3, name=None):
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", activation=activation, name=name
+    )
+
+
+class Encoder(keras.layers.Layer):
+    """Stacked frames [B, k, H, W, 3] -> features [B, H', W', out_channels].
+
+    With `downsample_blocks` > 0 the output is at resolution H / 2**blocks (the "no f_psi"
+    variant, where the posterior is over the state itself).
+    """
+
+    def __init__(self, filters, out_channels, downsample_blocks=0, downsample_filters=64, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [_conv(f, "relu", name=f"conv{i}") for i, f in enumerate(filters)]
+        self.down = [
+            _conv(downsample_filters, "relu", strides=2, name=f"down{i}")
+            for i in range(downsample_blocks)
+        ]
+        self.out = _conv(out_channels, name="out")
+
+    def call(self, frames):
+        shape = tf.shape(frames)
+        k, c = frames.shape[1], frames.shape[-1]
+        # [B, k, H, W, 3] -> [B, H, W, k*3], frame-major channel order.
+        x = tf.transpose(frames, [0, 2, 3, 1, 4])
+        x = tf.reshape(x, [shape[0], shape[2], shape[3], k * c])
+        for layer in self.convs + self.down:
+            x = layer(x)
+        return self.out(x)
+
+
+class Transformer(keras.layers.Layer):
+    """f_psi: z [B, H, W, c] -> s0 [B, S, S, 2L] by `blocks` stride-2 convs (no output ReLU)."""
+
+    def __init__(self, filters, state_channels, blocks, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [
+            _conv(filters, "relu", strides=2, name=f"conv{i}") for i in range(blocks - 1)
+        ]
+        self.out = _conv(state_channels, strides=2, name="out")
+
+    def call(self, z):
+        for layer in self.hidden:
+            z = layer(z)
+        return self.out(z)
+
+
+class _EnergyNet(keras.layers.Layer):
+    """x [B, S, S, c] -> scalar [B]: Softplus convs, flatten, linear head without bias."""
+
+    def __init__(self, filters, layers, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [_conv(filters, "softplus", name=f"conv{i}") for i in range(layers)]
+        self.flatten = keras.layers.Flatten()
+        # No bias: a constant energy offset has no gradient in q or p, so nothing could train it.
+        self.head = keras.layers.Dense(1, use_bias=False, name="head")
+
+    def call(self, x):
+        for layer in self.convs:
+            x = layer(x)
+        return tf.squeeze(self.head(self.flatten(x)), axis=-1)
+
+
+class HamiltonianNet(keras.layers.Layer):
+    """H_gamma(q, p): q, p [B, S, S, L] -> energy [B].
+
+    separable=True (default):  H(q, p) = K(p) + V(q), two Softplus conv nets. HGN section 3.2:
+        "we assume a separable Hamiltonian, so in practice we use a more sophisticated leapfrog
+        integrator"; only for separable H are the explicit leapfrog and Yoshida schemes
+        symplectic, time-reversible and of their declared order (2 and 4).
+    separable=False:  one conv net over concat(q, p) (the public reproduction's form). The
+        explicit leapfrog/Yoshida steps are then first order and neither symplectic nor exactly
+        reversible (see `hgn_tf.integrators`).
+    """
+
+    def __init__(self, filters, layers, separable=True, **kwargs):
+        super().__init__(**kwargs)
+        self.separable = separable
+        if separable:
+            self.kinetic = _EnergyNet(filters, layers, name="kinetic")
+            self.potential = _EnergyNet(filters, layers, name="potential")
+        else:
+            self.energy = _EnergyNet(filters, layers, name="energy")
+
+    def call(self, q, p):
+        if self.separable:
+            return self.kinetic(p) + self.potential(q)
+        return self.energy(tf.concat([q, p], axis=-1))
+
+
+class DirectDynamics(keras.layers.Layer):
+    """(q, p) -> (dq/dt, dp/dt) predicted directly ([Re] HGN "integrator modelling")."""
+
+    def __init__(self, filters, layers, latent_channels, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [_conv(filters, "softplus", name=f"conv{i}") for i in range(layers)]
+        self.out = _conv(2 * latent_channels, name="out")
+        self.latent_channels = latent_channels
+
+    def call(self, q, p):
+        x = tf.concat([q, p], axis=-1)
+        for layer in self.convs:
+            x = layer(x)
+        x = self.out(x)
+        return x[..., : self.latent_channels], x[..., self.latent_channels :]
+
+
+class _ResidualUpBlock(keras.layers.Layer):
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.up = keras.layers.UpSampling2D(2, interpolation="nearest")
+        self.conv1 = _conv(filters, name="conv1")
+        self.conv2 = _conv(filters, name="conv2")
+        self.skip = _conv(filters, kernel_size=1, name="skip")
+
+    def call(self, x):
+        x = self.up(x)
+        h = tf.nn.leaky_relu(self.conv1(x), alpha=0.2)
+        h = tf.nn.leaky_relu(self.conv2(h), alpha=0.2)
+        return h + self.skip(x)
+
+
+class Decoder(keras.layers.Layer):
+    """q [B, S, S, L] -> image [B, S * 2**blocks, S * 2**blocks, 3] in [0, 1]."""
+
+    def __init__(self, filters, blocks, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [_ResidualUpBlock(filters, name=f"block{i}") for i in range(blocks)]
+        self.out = _conv(3, "sigmoid", name="out")
+
+    def call(self, q):
+        x = q
+        for block in self.blocks:
+            x = block(x)
+        return self.out(x)

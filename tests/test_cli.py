@@ -1,0 +1,39 @@
+"""The `hgn` command: data pictures, and bad input reported as a clear error (exit 2)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hgn_tf import cli
+
+
+def test_data_show_writes_a_png_grid_and_a_gif(tiny_data_dir, tmp_path, capsys):
+    rc = cli.main(["data", "show", "pendulum", "--data-dir", tiny_data_dir, "--max-examples", "16",
+                   "--n", "3", "--out", str(tmp_path)])
+    assert rc == 0
+    png = Image.open(tmp_path / "pendulum_train.png")
+    gif = Image.open(tmp_path / "pendulum_train.gif")
+    assert gif.n_frames == 30
+    # Three rows of 30 frames at 2x scale, with 1-pixel gaps.
+    assert png.size == (1 + 30 * 65, 1 + 3 * 65)
+    # The bob moves: two frames of the GIF differ.
+    gif.seek(0)
+    a = np.asarray(gif.convert("RGB"))
+    gif.seek(15)
+    assert np.abs(a.astype(int) - np.asarray(gif.convert("RGB")).astype(int)).max() > 50
+    assert "pendulum_train.gif" in capsys.readouterr().out
+
+
+def test_train_refuses_a_bad_config_with_a_named_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {"integrater": "leapfrog"}}')
+    rc = cli.main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "run")])
+    assert rc == 2
+    assert "model.integrater" in capsys.readouterr().err
+
+
+def test_unknown_system_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "show", "spring"])
+    assert e.value.code == 2
+    assert "invalid choice: 'spring'" in capsys.readouterr().err
