@@ -1,0 +1,270 @@
+"""Export a trained HGN as a SavedModel in TensorFlow Serving's layout.
+
+    out_dir/
+      1/                     a version: the integer names are what TF Serving scans for
+        saved_model.pb       the graphs of the signatures below
+        variables/           the weights
+        assets/hgn_export.json   what a server needs to know without importing hgn_tf
+      2/ ...
+
+Signatures (inputs -> outputs; B = batch, H = W = the model's resolution, S = state size,
+L = latent channels, k = the conditioning frames the encoder reads):
+
+    rollout      frames uint8 [B, >=k, H, W, 3], n_steps int32 [], dt float32 []
+                 -> frames float32 [B, n_steps, H, W, 3] in [0, 1], q, p [B, n_steps, S, S, L],
+                    energy [B, n_steps]
+    sample       n int32 [], n_steps int32 [], dt float32 [], seed int32 []
+                 -> frames [n, n_steps, H, W, 3], energy [n, n_steps]
+    encode       frames uint8 [B, >=k, H, W, 3] -> q, p [B, S, S, L]   (the posterior mean)
+    decode       q float32 [B, S, S, L] -> frames float32 [B, H, W, 3]
+    hamiltonian  q, p float32 [B, S, S, L] -> energy float32 [B]
+
+`rollout` starts from the posterior mean (no sampling) and returns n_steps frames: the first is the
+decoded initial state, then n_steps - 1 integrator steps of size dt follow (negative dt runs
+backward in time, 2 dt twice as fast). Only the first k frames are read (k = `input_frames` in
+inference mode, the training sequence length in autoencode mode); more are allowed, fewer are an
+error. `sample` draws z ~ N(0, I) with the stateless seed [seed, 0]: the same seed gives the same
+frames. Deterministic models (`deterministic=True`) have no `sample` signature;
+`dynamics="direct"` models have no Hamiltonian, hence no `hamiltonian` signature and no `energy`
+outputs.
+
+The integrator's dq/dt = dH/dp and dp/dt = -dH/dq come from `tf.GradientTape` inside the graph,
+exactly as in training (`hgn_tf.integrators`); the step loop is a `tf.while_loop`, so n_steps is an
+input, not a constant of the graph. Every signature checks its inputs with `tf.debugging` asserts
+(1 <= n_steps <= max_steps, 1 <= batch <= max_batch, dt finite, at least k frames): a bad call
+fails with InvalidArgumentError naming the argument instead of running away with memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "conditioning_frame_count",
+           "export_info", "export_saved_model", "versions"]
+
+EXPORT_INFO_FILE = "hgn_export.json"
+# Bumped when the signatures or hgn_export.json change incompatibly.
+FORMAT_VERSION = 1
+
+
+def versions(out_dir) -> list[int]:
+    """The versions (integer-named sub-folders holding a saved_model.pb) under `out_dir`, sorted."""
+    out_dir = pathlib.Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in out_dir.iterdir()
+                  if p.name.isdigit() and (p / "saved_model.pb").exists())
+
+
+def conditioning_frame_count(model) -> int:
+    """k: the frames the encoder reads, from the width of its first convolution (k * 3 channels)."""
+    first = model.encoder.convs[0] if model.encoder.convs else model.encoder.out
+    return int(first.kernel.shape[2]) // 3
+
+
+def export_info(model, max_steps: int, max_batch: int) -> dict:
+    """The contents of hgn_export.json: everything a server needs, as plain JSON."""
+    c = model.config
+    has_energy = c.dynamics == "hamiltonian"
+    signatures = ["rollout", "encode", "decode"]
+    if not c.deterministic:
+        signatures.insert(1, "sample")
+    if has_energy:
+        signatures.append("hamiltonian")
+    return {
+        "format_version": FORMAT_VERSION,
+        "resolution": c.resolution,
+        "state_shape": [c.state_size, c.state_size, c.latent_channels],
+        "conditioning_frames": conditioning_frame_count(model),
+        "input_mode": c.input_mode,
+        "input_frames": c.input_frames,
+        "dt": float(c.dt),
+        "max_steps": max_steps,
+        "max_batch": max_batch,
+        "has_energy": has_energy,
+        "signatures": signatures,
+        "model_config": dataclasses.asdict(c),
+    }
+
+
+class HGNExportModule(tf.Module):
+    """The HGN's weights and the serving functions, with fixed input signatures.
+
+    Args:
+      model: a built `hgn_tf.model.HGN`.
+      info: `export_info(model, ...)`: resolution, caps and which signatures exist.
+    """
+
+    def __init__(self, model, info: dict):
+        super().__init__(name="hgn_export")
+        self.model = model
+        self._k = info["conditioning_frames"]
+        self._max_steps = info["max_steps"]
+        self._max_batch = info["max_batch"]
+        self._has_energy = info["has_energy"]
+        r = info["resolution"]
+        s, _, latent = info["state_shape"]
+        frames = tf.TensorSpec([None, None, r, r, 3], tf.uint8, name="frames")
+        state = tf.TensorSpec([None, s, s, latent], tf.float32)
+        int_scalar = tf.TensorSpec([], tf.int32)
+        dt = tf.TensorSpec([], tf.float32, name="dt")
+        self.functions = {
+            "rollout": tf.function(self._rollout, input_signature=[
+                frames, tf.TensorSpec([], tf.int32, name="n_steps"), dt]),
+            "encode": tf.function(self._encode, input_signature=[frames]),
+            "decode": tf.function(self._decode, input_signature=[
+                tf.TensorSpec.from_spec(state, name="q")]),
+        }
+        if "sample" in info["signatures"]:
+            self.functions["sample"] = tf.function(self._sample, input_signature=[
+                tf.TensorSpec.from_spec(int_scalar, name="n"),
+                tf.TensorSpec.from_spec(int_scalar, name="n_steps"), dt,
+                tf.TensorSpec.from_spec(int_scalar, name="seed")])
+        if self._has_energy:
+            self.functions["hamiltonian"] = tf.function(self._hamiltonian, input_signature=[
+                tf.TensorSpec.from_spec(state, name="q"),
+                tf.TensorSpec.from_spec(state, name="p")])
+
+    # ------------------------------------------------------------------ checks (in the graph)
+    def _check_batch(self, batch, name):
+        return [
+            tf.debugging.assert_greater_equal(
+                batch, 1, message=f"`{name}`: the batch must hold at least one sequence"),
+            tf.debugging.assert_less_equal(
+                batch, self._max_batch,
+                message=f"`{name}`: the batch must be at most max_batch={self._max_batch}"),
+        ]
+
+    def _check_steps(self, n_steps, dt):
+        return [
+            tf.debugging.assert_greater_equal(n_steps, 1, message="`n_steps` must be >= 1"),
+            tf.debugging.assert_less_equal(
+                n_steps, self._max_steps,
+                message=f"`n_steps` must be at most max_steps={self._max_steps}"),
+            tf.debugging.assert_all_finite(dt, message="`dt` must be finite"),
+        ]
+
+    def _conditioning(self, frames):
+        """The first k frames with a static frame axis (the encoder stacks them on channels)."""
+        checks = self._check_batch(tf.shape(frames)[0], "frames") + [
+            tf.debugging.assert_greater_equal(
+                tf.shape(frames)[1], self._k,
+                message=f"`frames`: the encoder reads {self._k} conditioning frames; "
+                        "give at least that many"),
+        ]
+        with tf.control_dependencies(checks):
+            frames = tf.identity(frames[:, : self._k])
+        return tf.ensure_shape(frames, [None, self._k, *frames.shape[2:]])
+
+    # ------------------------------------------------------------------ signatures
+    def _rollout(self, frames, n_steps, dt):
+        frames = self._conditioning(frames)
+        with tf.control_dependencies(self._check_steps(n_steps, dt)):
+            n_steps = tf.identity(n_steps)
+        out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
+                                 with_energy=self._has_energy)
+        keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
+        return {k: out[k] for k in keys}
+
+    def _sample(self, n, n_steps, dt, seed):
+        with tf.control_dependencies(self._check_batch(n, "n") + self._check_steps(n_steps, dt)):
+            n = tf.identity(n)
+        out = self.model.sample(n, n_steps, dt=dt, seed=tf.stack([seed, tf.constant(0)]))
+        keys = ("frames", "energy") if self._has_energy else ("frames",)
+        return {k: out[k] for k in keys}
+
+    def _encode(self, frames):
+        frames = self._conditioning(frames)
+        q, p, _ = self.model.encode(tf.cast(frames, tf.float32) / 255.0, sample=False)
+        return {"q": q, "p": p}
+
+    def _decode(self, q):
+        with tf.control_dependencies(self._check_batch(tf.shape(q)[0], "q")):
+            q = tf.identity(q)
+        return {"frames": self.model.decode(q)}
+
+    def _hamiltonian(self, q, p):
+        checks = self._check_batch(tf.shape(q)[0], "q") + [
+            tf.debugging.assert_equal(tf.shape(q)[0], tf.shape(p)[0],
+                                      message="`q` and `p` must have the same batch size")]
+        with tf.control_dependencies(checks):
+            q = tf.identity(q)
+        return {"energy": self.model.hamiltonian(q, p)}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+
+
+def _load_model(run_dir_or_model):
+    if isinstance(run_dir_or_model, (str, os.PathLike)):
+        run_dir = pathlib.Path(run_dir_or_model)
+        if not run_dir.is_dir():
+            raise ValueError(f"`run_dir` {str(run_dir)!r} does not exist; give the folder of a "
+                             "finished training run (`hgn train --run-dir R`).")
+        # The export may use the training code; the server never does.
+        from hgn_tf.train import load_run
+
+        return load_run(run_dir)[1]
+    if not hasattr(run_dir_or_model, "rollout") or not getattr(run_dir_or_model, "built", False):
+        raise ValueError("`run_dir_or_model` must be a run folder or a built HGN model "
+                         f"(`model.build_for(n_frames)`), got {run_dir_or_model!r}.")
+    return run_dir_or_model
+
+
+def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
+                       max_steps: int = 1000, max_batch: int = 256) -> pathlib.Path:
+    """Write the model as SavedModel version `version` under `out_dir`.
+
+    Args:
+      run_dir_or_model: a finished training run's folder (read with `hgn_tf.train.load_run`) or a
+        built `HGN`.
+      out_dir: the model's base folder (TF Serving's `--model_base_path`); created if missing.
+      version: the version folder's integer name; None takes the next after the existing ones
+        (1 for an empty folder).
+      max_steps: the largest `n_steps` a call may ask for.
+      max_batch: the largest batch (and `n` of `sample`) a call may ask for.
+    Returns:
+      The version folder `out_dir/<version>`.
+    Raises:
+      ValueError: a missing or unfinished run folder, a bad cap, or an existing version.
+
+    The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-*` (not an integer
+    name, so servers ignore it) and renamed into place: a killed export leaves no half-written
+    version (at worst that temporary folder, which may be deleted).
+    """
+    _positive_int("max_steps", max_steps)
+    _positive_int("max_batch", max_batch)
+    out_dir = pathlib.Path(out_dir)
+    if version is None:
+        version = (versions(out_dir) or [0])[-1] + 1
+    _positive_int("version", version)
+    final = out_dir / str(version)
+    if final.exists():
+        raise ValueError(f"`version` {version} already exists in {str(out_dir)!r}; "
+                         "leave `version=None` to write the next one.")
+    model = _load_model(run_dir_or_model)
+    info = export_info(model, max_steps, max_batch)
+    module = HGNExportModule(model, info)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir))
+    try:
+        info_path = tmp / EXPORT_INFO_FILE
+        info_path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        # An Asset: copied into <version>/assets/ and reachable from the loaded object.
+        module.export_info = tf.saved_model.Asset(str(info_path))
+        signatures = {name: fn.get_concrete_function() for name, fn in module.functions.items()}
+        saved = tmp / "saved"
+        tf.saved_model.save(module, str(saved), signatures=signatures)
+        os.rename(saved, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,450 @@
+"""TensorFlow Serving's REST predict API for an exported HGN, on werkzeug.
+
+This module loads the artifact only: it imports tensorflow, numpy and werkzeug (and the protobuf
+that ships with tensorflow), never hgn_tf's model or training code. What it knows about the model
+(resolution, conditioning frames, caps) it reads from `<version>/assets/hgn_export.json`; a
+SavedModel without that file is served too, with only the dtype and shape checks.
+
+Endpoints (as TF Serving's REST API; `<v>` picks a version, otherwise the latest one on disk,
+looked up on every request, so a newly exported version is served without a restart):
+
+    GET  /v1/models/<name>[/versions/<v>]            status of the loaded versions
+    GET  /v1/models/<name>[/versions/<v>]/metadata   the signature defs (+ "hgn_export")
+    POST /v1/models/<name>[/versions/<v>]:predict    run a signature
+
+Predict requests, both of TF Serving's formats:
+
+    columnar: {"signature_name": "rollout",
+               "inputs": {"frames": [[[[[0, ...]]]]], "n_steps": 30, "dt": 0.125}}
+              -> {"outputs": {"frames": [...], "q": [...], "p": [...], "energy": [...]}}
+    row:      {"signature_name": "rollout",
+               "instances": [{"frames": <[k, H, W, 3]>, "n_steps": 30, "dt": 0.125}, ...]}
+              -> {"predictions": [{"frames": <[n_steps, H, W, 3]>, "q": ..., ...}, ...]}
+
+In the row format each instance holds one example: inputs with a batch axis (frames, q, p) are
+given without it and stacked; scalar inputs (n_steps, dt, n, seed) are one value for the whole
+call, so every instance must repeat the same value (a mismatch is a 400). The outputs are split
+along their first axis into the predictions (for `sample`, which has no batched input, there are
+`n` predictions). As in TF Serving, a signature with a single output (decode, hamiltonian)
+answers the bare value: {"outputs": [...]} and {"predictions": [v0, v1, ...]}; a signature with a
+single input also takes a bare value for "inputs" and bare values as instances.
+
+Errors are JSON {"error": "..."}: 400 for a bad request (malformed JSON, unknown signature or
+input, missing input, wrong dtype, shape or image size, NaN or infinity, pixels outside [0, 255],
+n_steps outside [1, max_steps], a batch beyond max_batch), naming the field; 404 for an unknown
+model name or version; 413 for a body over `max_request_bytes`. The server keeps serving after
+any of them. Model calls are limited to `max_concurrent_calls` at a time (1 by default: one call's
+activations in memory at once); parsing and answering run on the request threads.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import threading
+
+import numpy as np
+import tensorflow as tf
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+__all__ = ["InputError", "ModelServer", "NotFoundError", "as_input_array", "check_values", "serve",
+           "start_server"]
+
+# The same name as hgn_tf.export.saved_model.EXPORT_INFO_FILE (not imported: see the docstring).
+EXPORT_INFO_FILE = "hgn_export.json"
+DEFAULT_MAX_REQUEST_BYTES = 256 * 2**20
+
+_INT_RANGES = {tf.uint8: (0, 255), tf.int32: (-(2**31), 2**31 - 1)}
+
+
+class InputError(ValueError):
+    """A bad predict request; answered with HTTP 400 and this message (which names the field)."""
+
+
+class NotFoundError(LookupError):
+    """An unknown model name or version; answered with HTTP 404."""
+
+
+class _ModelNameConverter(BaseConverter):
+    # A model name stops at ':' so that "/v1/models/hgn:predict" routes to predict.
+    regex = r"[^/:]+"
+
+
+def _version_dirs(model_dir: pathlib.Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir()
+                  if p.name.isdigit() and (p / "saved_model.pb").exists())
+
+
+def _signature_defs(version_dir: pathlib.Path) -> dict:
+    """The serving signature defs as TF Serving's metadata JSON shows them."""
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    defs = saved.meta_graphs[0].signature_def
+    return {name: json_format.MessageToDict(defs[name], preserving_proto_field_name=True)
+            for name in sorted(defs) if not name.startswith("__")}
+
+
+def _shape_text(name: str, spec: tf.TensorSpec) -> str:
+    labels = {0: "batch", 1: "frames"} if name == "frames" else {0: "batch"}
+    dims = spec.shape.as_list()
+    return "[" + ", ".join(labels.get(i, "?") if d is None else str(d)
+                           for i, d in enumerate(dims)) + "]"
+
+
+def _expected(name: str, spec: tf.TensorSpec) -> str:
+    if spec.shape.rank == 0:
+        return f"a scalar of type {spec.dtype.name}"
+    return f"an array of type {spec.dtype.name} and shape {_shape_text(name, spec)}"
+
+
+def as_input_array(name: str, value, spec: tf.TensorSpec) -> np.ndarray:
+    """A JSON value -> a numpy array of `spec`'s dtype and shape, or InputError naming `name`."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        raise InputError(f"`{name}` must be {_expected(name, spec)}, got "
+                         f"{type(value).__name__} {value!r:.40}.")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"`{name}` is not a rectangular array (nested lists of unequal "
+                         f"lengths); expected {_expected(name, spec)}.") from None
+    if arr.dtype.kind not in "iuf":
+        got = "booleans" if arr.dtype.kind == "b" else "non-numeric values"
+        raise InputError(f"`{name}` must hold numbers ({_expected(name, spec)}), got {got}.")
+    want = spec.shape.as_list()
+    if arr.ndim != len(want):
+        raise InputError(f"`{name}` must be {_expected(name, spec)}, got shape "
+                         f"{list(arr.shape)}.")
+    if name == "frames" and len(want) == 5 and list(arr.shape[2:4]) != want[2:4]:
+        raise InputError(f"`frames`: images must be {want[2]}x{want[3]} (the model's resolution), "
+                         f"got {arr.shape[2]}x{arr.shape[3]}.")
+    for i, (w, g) in enumerate(zip(want, arr.shape, strict=True)):
+        if w is not None and w != g:
+            raise InputError(f"`{name}` must be {_expected(name, spec)}, got shape "
+                             f"{list(arr.shape)} (axis {i} is {g}, not {w}).")
+    if spec.dtype.is_integer:
+        if arr.dtype.kind == "f":
+            what = "integer pixels in [0, 255]" if spec.dtype == tf.uint8 else "integers"
+            raise InputError(f"`{name}` must hold {what} ({spec.dtype.name}), got "
+                             "floating-point values.")
+        lo, hi = _INT_RANGES[spec.dtype]
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            what = "pixel values" if spec.dtype == tf.uint8 else "values"
+            got = arr.item() if arr.ndim == 0 else f"values in [{arr.min()}, {arr.max()}]"
+            raise InputError(f"`{name}`: {what} must be in [{lo}, {hi}], got {got}.")
+        return arr.astype(spec.dtype.as_numpy_dtype)
+    with np.errstate(over="ignore"):
+        arr = arr.astype(spec.dtype.as_numpy_dtype)
+    if not np.isfinite(arr).all():
+        raise InputError(f"`{name}` must be finite, got NaN or infinity "
+                         f"(or a value beyond {spec.dtype.name}'s range).")
+    return arr
+
+
+def _assert_message(error: tf.errors.InvalidArgumentError) -> str:
+    """The message of the graph's failed tf.debugging assert, without TF's stack decoration."""
+    found = re.search(r"assertion failed: \[(.*?)\]", error.message)
+    return found.group(1) if found else error.message.strip().splitlines()[0]
+
+
+class ServableVersion:
+    """One loaded version: its signatures, input specs, export info and metadata."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.version = int(path.name)
+        self.loaded = tf.saved_model.load(str(path))
+        self.signatures = dict(self.loaded.signatures)
+        self.input_specs = {name: dict(fn.structured_input_signature[1])
+                            for name, fn in self.signatures.items()}
+        info_path = path / "assets" / EXPORT_INFO_FILE
+        self.info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        self.signature_defs = _signature_defs(path)
+
+    def call(self, signature: str, feeds: dict) -> dict:
+        out = self.signatures[signature](**{k: tf.constant(v) for k, v in feeds.items()})
+        return {k: v.numpy() for k, v in sorted(out.items())}
+
+
+class ModelServer:
+    """A WSGI application serving the versions under `model_dir` as model `model_name`.
+
+    Args:
+      model_dir: the export's base folder (integer-named version folders).
+      model_name: the name in the URLs.
+      max_steps, max_batch: caps on `n_steps` and on the batch (`n`); the export's own caps (in
+        hgn_export.json) apply too, the smaller wins.
+      max_concurrent_calls: model calls running at once.
+      max_request_bytes: larger request bodies are refused with 413.
+    Raises:
+      ValueError: `model_dir` has no version, or a cap is not a positive integer.
+    """
+
+    def __init__(self, model_dir, model_name: str = "hgn", *, max_steps: int = 1000,
+                 max_batch: int = 256, max_concurrent_calls: int = 1,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
+        for arg, value in (("max_steps", max_steps), ("max_batch", max_batch),
+                           ("max_concurrent_calls", max_concurrent_calls),
+                           ("max_request_bytes", max_request_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
+        if not re.fullmatch(_ModelNameConverter.regex, model_name):
+            raise ValueError(f"`model_name` must not contain '/' or ':', got {model_name!r}.")
+        self.model_dir = pathlib.Path(model_dir)
+        if not _version_dirs(self.model_dir):
+            raise ValueError(f"`model_dir` {str(self.model_dir)!r} holds no SavedModel version "
+                             "(a folder named by an integer with a saved_model.pb); write one "
+                             "with `hgn export --run-dir R --out DIR`.")
+        self.model_name = model_name
+        self.max_steps, self.max_batch = max_steps, max_batch
+        self.max_request_bytes = max_request_bytes
+        self._versions: dict[int, ServableVersion] = {}
+        self._load_lock = threading.Lock()
+        self._calls = threading.BoundedSemaphore(max_concurrent_calls)
+        self._urls = Map([
+            Rule("/v1/models/<model:name>", methods=["GET"], endpoint="status"),
+            Rule("/v1/models/<model:name>/versions/<int:version>", methods=["GET"],
+                 endpoint="status"),
+            Rule("/v1/models/<model:name>/metadata", methods=["GET"], endpoint="metadata"),
+            Rule("/v1/models/<model:name>/versions/<int:version>/metadata", methods=["GET"],
+                 endpoint="metadata"),
+            Rule("/v1/models/<model:name>:predict", methods=["POST"], endpoint="predict"),
+            Rule("/v1/models/<model:name>/versions/<int:version>:predict", methods=["POST"],
+                 endpoint="predict"),
+        ], converters={"model": _ModelNameConverter})
+        self.servable()  # load the latest version now: a broken export fails at start-up
+
+    # ------------------------------------------------------------------ versions
+    def servable(self, version: int | None = None) -> ServableVersion:
+        """The loaded `version` (None: the latest on disk); NotFoundError when there is none."""
+        on_disk = _version_dirs(self.model_dir)
+        if version is None:
+            if not on_disk:
+                raise NotFoundError(f"no version of model {self.model_name!r} is on disk")
+            version = on_disk[-1]
+        if version not in self._versions:
+            if version not in on_disk:
+                raise NotFoundError(f"version {version} of model {self.model_name!r} not found "
+                                  f"(available: {on_disk})")
+            with self._load_lock:
+                if version not in self._versions:
+                    self._versions[version] = ServableVersion(self.model_dir / str(version))
+        return self._versions[version]
+
+    def caps(self, servable: ServableVersion) -> tuple[int, int]:
+        """(max_steps, max_batch): the server's and the export's caps, the smaller."""
+        return (min(self.max_steps, servable.info.get("max_steps", self.max_steps)),
+                min(self.max_batch, servable.info.get("max_batch", self.max_batch)))
+
+    # ------------------------------------------------------------------ WSGI
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = self.max_request_bytes
+        try:
+            endpoint, args = self._urls.bind_to_environ(environ).match()
+            if args["name"] != self.model_name:
+                raise NotFoundError(f"Servable not found for request: model {args['name']!r} "
+                                  f"(this server has {self.model_name!r})")
+            handler = getattr(self, f"_{endpoint}")
+            response = _json_response(200, handler(request, args.get("version")))
+        except InputError as e:
+            response = _json_response(400, {"error": str(e)})
+        except NotFoundError as e:
+            response = _json_response(404, {"error": str(e)})
+        except HTTPException as e:
+            response = _json_response(e.code or 500, {"error": e.description or e.name})
+        # A fault of the server, not of the request: say so and keep serving.
+        except Exception as e:  # noqa: BLE001
+            response = _json_response(500, {"error": f"{type(e).__name__}: {e}"})
+        return response(environ, start_response)
+
+    def _status(self, request, version):
+        if version is not None:
+            shown = [self.servable(version)]
+        else:
+            self.servable()
+            shown = [self._versions[v] for v in sorted(self._versions, reverse=True)]
+        return {"model_version_status": [
+            {"version": str(s.version), "state": "AVAILABLE",
+             "status": {"error_code": "OK", "error_message": ""}} for s in shown]}
+
+    def _metadata(self, request, version):
+        s = self.servable(version)
+        return {"model_spec": {"name": self.model_name, "signature_name": "",
+                               "version": str(s.version)},
+                "metadata": {"signature_def": {"signature_def": s.signature_defs}},
+                # Not in TF Serving's answer: what this server read from hgn_export.json.
+                "hgn_export": s.info}
+
+    def _predict(self, request, version):
+        s = self.servable(version)
+        body = _parse_body(request)
+        signature, feeds, rows = self._feeds(s, body)
+        max_steps, max_batch = self.caps(s)
+        check_values(feeds, s.info, max_steps, max_batch)
+        try:
+            with self._calls:
+                outputs = s.call(signature, feeds)
+        except tf.errors.InvalidArgumentError as e:  # the graph's own asserts
+            raise InputError(_assert_message(e)) from None
+        if rows:
+            n = len(next(iter(outputs.values())))
+            if len(outputs) == 1:
+                return {"predictions": [row.tolist() for row in next(iter(outputs.values()))]}
+            return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
+                                    for i in range(n)]}
+        if len(outputs) == 1:
+            return {"outputs": next(iter(outputs.values())).tolist()}
+        return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+
+    def _feeds(self, s: ServableVersion, body: dict):
+        """(signature name, {input: array}, row format?) of a parsed request body."""
+        unknown = sorted(set(body) - {"signature_name", "inputs", "instances"})
+        if unknown:
+            raise InputError(f"unknown request field(s) {unknown}; a predict request has "
+                             "`signature_name` and one of `inputs` (columnar) or `instances` "
+                             "(row).")
+        signature = body.get("signature_name")
+        if signature not in s.signatures:
+            problem = "is missing" if signature is None else f"{signature!r} is unknown"
+            raise InputError(f"`signature_name` {problem}; this model's signatures are "
+                             f"{sorted(s.signatures)}.")
+        if ("inputs" in body) == ("instances" in body):
+            raise InputError("give exactly one of `inputs` (columnar) or `instances` (row format).")
+        specs = s.input_specs[signature]
+        if "inputs" in body:
+            values, rows = body["inputs"], False
+            if not isinstance(values, dict) and len(specs) == 1:
+                values = {next(iter(specs)): values}
+        else:
+            values, rows = _columns_of_instances(body["instances"], specs), True
+        if not isinstance(values, dict):
+            raise InputError(f"`inputs` must be an object mapping input names {sorted(specs)} "
+                             "to values.")
+        extra = sorted(set(values) - set(specs))
+        if extra:
+            raise InputError(f"unknown input(s) {extra} for signature {signature!r}; its inputs "
+                             f"are {sorted(specs)}.")
+        missing = [name for name in specs if name not in values]
+        if missing:
+            raise InputError(f"missing input(s) {missing} for signature {signature!r}; its inputs "
+                             f"are {sorted(specs)}.")
+        return signature, {n: as_input_array(n, values[n], spec) for n, spec in specs.items()}, rows
+
+
+def check_values(feeds: dict, info: dict, max_steps: int, max_batch: int) -> None:
+    """The value checks the exported graph also makes, done first for a clear 400."""
+    batches = {}
+    for name, arr in feeds.items():
+        if arr.ndim >= 1:
+            batches[name] = b = arr.shape[0]
+            if b < 1:
+                raise InputError(f"`{name}`: the batch is empty; give at least one example.")
+            if b > max_batch:
+                raise InputError(f"`{name}`: a batch of {b} exceeds max_batch={max_batch}; split "
+                                 "the request.")
+    if "q" in batches and "p" in batches and batches["q"] != batches["p"]:
+        raise InputError(f"`p`: batch of {batches['p']} differs from `q`'s {batches['q']}.")
+    if "n_steps" in feeds and not 1 <= int(feeds["n_steps"]) <= max_steps:
+        raise InputError(f"`n_steps` must be in [1, {max_steps}], got {int(feeds['n_steps'])}.")
+    if "n" in feeds and not 1 <= int(feeds["n"]) <= max_batch:
+        raise InputError(f"`n` must be in [1, {max_batch}] (max_batch), got {int(feeds['n'])}.")
+    k = info.get("conditioning_frames")
+    frames = feeds.get("frames")
+    if k and frames is not None and frames.ndim == 5 and frames.shape[1] < k:
+        raise InputError(f"`frames`: the encoder reads the first {k} frames of each sequence, "
+                         f"got {frames.shape[1]}.")
+
+
+def _columns_of_instances(instances, specs: dict) -> dict:
+    """Row format -> columnar: batched inputs stacked, scalar inputs shared by every instance."""
+    if not isinstance(instances, list) or not instances:
+        raise InputError("`instances` must be a non-empty list (one entry per example).")
+    names = list(specs)
+    if len(names) == 1 and not all(isinstance(i, dict) for i in instances):
+        instances = [{names[0]: i} for i in instances]
+    columns = {}
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise InputError(f"`instances[{i}]` must be an object mapping input names "
+                             f"{sorted(specs)} to values.")
+        for name, value in instance.items():
+            columns.setdefault(name, []).append(value)
+    for name, values in columns.items():
+        if len(values) != len(instances):
+            raise InputError(f"`{name}` must be given in every instance (it is missing from "
+                             f"{len(instances) - len(values)} of {len(instances)}).")
+        spec = specs.get(name)
+        if spec is not None and spec.shape.rank == 0:
+            if any(v != values[0] for v in values[1:]):
+                raise InputError(f"`{name}` is one value for the whole call: every instance must "
+                                 f"give the same, got {sorted(set(map(repr, values)))}.")
+            columns[name] = values[0]
+    return columns
+
+
+def _parse_body(request: Request) -> dict:
+    data = request.get_data(cache=False)  # 413 past max_content_length
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
+        raise InputError(f"malformed JSON request body: {e}") from None
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object with `signature_name` and "
+                         "`inputs` or `instances`.")
+    return body
+
+
+def _json_response(status: int, payload: dict) -> Response:
+    return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def start_server(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 0,
+                 *, max_steps: int = 1000, max_batch: int = 256, max_concurrent_calls: int = 1,
+                 quiet: bool = True):
+    """Serve in a background thread; returns (server, thread, url).
+
+    `port=0` takes a free port (the URL says which). Stop with `server.shutdown();
+    thread.join(); server.server_close()`.
+    """
+    app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch,
+                      max_concurrent_calls=max_concurrent_calls)
+    server = make_server(host, port, app, threaded=True,
+                         request_handler=_QuietHandler if quiet else None)
+    thread = threading.Thread(target=server.serve_forever, name="hgn-serve", daemon=True)
+    thread.start()
+    return server, thread, _url(host, server.server_port)
+
+
+def serve(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 8501, *,
+          max_steps: int = 1000, max_batch: int = 256, ready_event: threading.Event | None = None):
+    """Serve in this thread until Ctrl-C; prints the model's URL, then sets `ready_event`."""
+    app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch)
+    server = make_server(host, port, app, threaded=True)
+    print(f"serving {app.model_dir} at {_url(host, server.server_port)}/v1/models/{model_name} "
+          "(Ctrl-C stops)", flush=True)
+    if ready_event is not None:
+        ready_event.set()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

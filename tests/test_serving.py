@@ -1,0 +1,298 @@
+"""The REST server over real HTTP on 127.0.0.1: TF Serving's status, metadata and predict API,
+the same numbers as a direct SavedModel call, a 400 naming the field for every bad input (and
+serving on after it), concurrent clients, and no training code imported."""
+
+import concurrent.futures
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hgn_tf.export import client
+from hgn_tf.export.saved_model import export_saved_model
+from hgn_tf.export.server import start_server
+
+from hgn_tf import cli
+from hgn_tf import config as C
+
+EXPORT_MAX_STEPS, EXPORT_MAX_BATCH = 20, 4  # the export's caps
+SERVER_MAX_STEPS = 10  # the server's cap on n_steps: smaller, so it wins
+K = 4  # the tiny preset's sequence length: the autoencoder's conditioning frames
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """An untrained tiny HGN exported as version 1 (serving does not care what it learned)."""
+    from hgn_tf.train import build_model
+
+    base = tmp_path_factory.mktemp("serving") / "hgn"
+    export_saved_model(build_model(C.tiny("pendulum")), base, max_steps=EXPORT_MAX_STEPS,
+                       max_batch=EXPORT_MAX_BATCH)
+    return base
+
+
+@pytest.fixture(scope="module")
+def url(model_dir):
+    server, thread, url = start_server(model_dir, port=0, max_steps=SERVER_MAX_STEPS)
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def direct(model_dir):
+    """The same SavedModel called in-process: the reference answers."""
+    signatures = tf.saved_model.load(str(model_dir / "1")).signatures
+
+    def call(name, **inputs):
+        out = signatures[name](**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+    return call
+
+
+def _frames(batch, seed=0, k=K):
+    return np.random.default_rng(seed).integers(0, 256, (batch, k, 32, 32, 3), dtype=np.uint8)
+
+
+def _http(url, path, body=None, raw=None):
+    """(status, JSON answer) of a GET (no body) or a POST."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _good_rollout(url, direct):
+    x = _frames(1, seed=99)
+    got = client.predict(url, "rollout", {"frames": x, "n_steps": 2, "dt": 0.125})
+    want = direct("rollout", frames=x, n_steps=np.int32(2), dt=np.float32(0.125))
+    np.testing.assert_allclose(got["frames"], want["frames"], atol=1e-6)
+
+
+def test_status_and_metadata_as_tf_serving_answers_them(url):
+    ok = {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                    "status": {"error_code": "OK", "error_message": ""}}]}
+    assert _http(url, "/v1/models/hgn") == (200, ok)
+    assert _http(url, "/v1/models/hgn/versions/1") == (200, ok)
+    status, meta = _http(url, "/v1/models/hgn/metadata")
+    assert status == 200
+    assert meta["model_spec"] == {"name": "hgn", "signature_name": "", "version": "1"}
+    defs = meta["metadata"]["signature_def"]["signature_def"]
+    assert {name: set(d["inputs"]) for name, d in defs.items()} == {
+        "rollout": {"frames", "n_steps", "dt"}, "sample": {"n", "n_steps", "dt", "seed"},
+        "encode": {"frames"}, "decode": {"q"}, "hamiltonian": {"q", "p"}}
+    frames = defs["rollout"]["inputs"]["frames"]
+    assert frames["dtype"] == "DT_UINT8"
+    assert [d["size"] for d in frames["tensor_shape"]["dim"]] == ["-1", "-1", "32", "32", "3"]
+    assert set(defs["rollout"]["outputs"]) == {"frames", "q", "p", "energy"}
+    assert meta["hgn_export"]["conditioning_frames"] == K
+    assert _http(url, "/v1/models/hgn/versions/1/metadata")[1] == meta
+
+
+def test_rollout_by_columns_and_by_rows_equals_the_savedmodel(url, direct):
+    x = _frames(2, seed=1)
+    want = direct("rollout", frames=x, n_steps=np.int32(5), dt=np.float32(-0.1))
+    got = client.predict(url, "rollout", {"frames": x, "n_steps": 5, "dt": -0.1})
+    assert set(got) == {"frames", "q", "p", "energy"}
+    for key in got:
+        np.testing.assert_allclose(got[key], want[key], atol=1e-6, err_msg=key)
+    status, answer = _http(url, "/v1/models/hgn/versions/1:predict", {
+        "signature_name": "rollout",
+        "instances": [{"frames": x[i].tolist(), "n_steps": 5, "dt": -0.1} for i in range(2)]})
+    assert status == 200 and len(answer["predictions"]) == 2
+    for i, row in enumerate(answer["predictions"]):
+        for key in want:
+            np.testing.assert_allclose(np.asarray(row[key]), want[key][i], atol=1e-6)
+
+
+def test_single_output_signatures_answer_bare_values(url, direct):
+    q = np.random.default_rng(2).normal(size=(3, 4, 4, 2)).astype(np.float32)
+    p = np.random.default_rng(3).normal(size=(3, 4, 4, 2)).astype(np.float32)
+    np.testing.assert_allclose(client.predict(url, "decode", {"q": q}),
+                               direct("decode", q=q)["frames"], atol=1e-6)
+    status, answer = _http(url, "/v1/models/hgn:predict", {
+        "signature_name": "hamiltonian",
+        "instances": [{"q": q[i].tolist(), "p": p[i].tolist()} for i in range(3)]})
+    assert status == 200
+    np.testing.assert_allclose(answer["predictions"], direct("hamiltonian", q=q, p=p)["energy"],
+                               atol=1e-6)
+    status, answer = _http(url, "/v1/models/hgn:predict",
+                           {"signature_name": "decode", "instances": q.tolist()})
+    np.testing.assert_allclose(answer["predictions"], direct("decode", q=q)["frames"], atol=1e-6)
+
+
+def test_sample_and_encode(url, direct):
+    a = client.predict(url, "sample", {"n": 2, "n_steps": 3, "dt": 0.125, "seed": 5})
+    b = client.predict(url, "sample", {"n": 2, "n_steps": 3, "dt": 0.125, "seed": 5})
+    c = client.predict(url, "sample", {"n": 2, "n_steps": 3, "dt": 0.125, "seed": 6})
+    np.testing.assert_array_equal(a["frames"], b["frames"])
+    assert np.abs(a["frames"] - c["frames"]).max() > 1e-4
+    want = direct("sample", n=np.int32(2), n_steps=np.int32(3), dt=np.float32(0.125),
+                  seed=np.int32(5))
+    np.testing.assert_allclose(a["energy"], want["energy"], atol=1e-6)
+    x = _frames(1, seed=4)
+    np.testing.assert_allclose(client.predict(url, "encode", {"frames": x})["q"],
+                               direct("encode", frames=x)["q"], atol=1e-6)
+
+
+def _rollout(frames=None, n_steps=2, dt=0.125, **changes):
+    frames = _frames(1) if frames is None else frames
+    inputs = {"frames": frames.tolist() if isinstance(frames, np.ndarray) else frames,
+              "n_steps": n_steps, "dt": dt}
+    inputs.update(changes)
+    return {"signature_name": "rollout", "inputs": inputs}
+
+
+def _without(body, key):
+    return {**body, "inputs": {k: v for k, v in body["inputs"].items() if k != key}}
+
+
+BAD_REQUESTS = {
+    # case: (request body, or raw bytes; text the error must contain)
+    "malformed JSON": (b'{"signature_name": "rollout", "inputs": {', "malformed JSON"),
+    "not an object": ([1, 2], "JSON object"),
+    "unknown signature": ({"signature_name": "predict_future", "inputs": {}}, "signature_name"),
+    "no signature": ({"inputs": {}}, "signature_name"),
+    "inputs and instances": ({**_rollout(), "instances": []}, "exactly one of `inputs`"),
+    "unknown field": ({**_rollout(), "input": {}}, "'input'"),
+    "missing input": (_without(_rollout(), "n_steps"), "n_steps"),
+    "unknown input": (_rollout(speed=2), "speed"),
+    "wrong rank": (_rollout(frames=_frames(1)[0]), "`frames` must be an array of type uint8"),
+    "ragged": (_rollout(frames=[[1, 2], [3]]), "`frames` is not a rectangular array"),
+    "wrong image size": (_rollout(frames=np.zeros((1, K, 16, 16, 3), np.uint8)),
+                         "`frames`: images must be 32x32"),
+    "wrong channels": (_rollout(frames=np.zeros((1, K, 32, 32, 4), np.uint8)), "`frames`"),
+    "float pixels": ({**_rollout(), "inputs": {**_rollout()["inputs"],
+                                               "frames": (_frames(1) / 255).tolist()}},
+                     "`frames` must hold integer pixels"),
+    "pixel above 255": (_rollout(frames=_frames(1).astype(np.int64) + 255), "`frames`: pixel"),
+    "negative pixel": (_rollout(frames=_frames(1).astype(np.int64) - 256), "`frames`: pixel"),
+    "too few frames": (_rollout(frames=_frames(1, k=2)), "`frames`: the encoder reads"),
+    "string n_steps": (_rollout(n_steps="30"), "`n_steps` must be a scalar of type int32"),
+    "float n_steps": (_rollout(n_steps=2.5), "`n_steps` must hold integers"),
+    "boolean dt": (_rollout(dt=True), "`dt` must hold numbers"),
+    "vector n_steps": (_rollout(n_steps=[2]),
+                       "`n_steps` must be a scalar of type int32, got shape [1]"),
+    "n_steps zero": (_rollout(n_steps=0), "`n_steps` must be in [1, 10]"),
+    "n_steps negative": (_rollout(n_steps=-3), "`n_steps` must be in [1, 10]"),
+    "n_steps over the server cap": (_rollout(n_steps=SERVER_MAX_STEPS + 1), "`n_steps`"),
+    "n_steps beyond int32": (_rollout(n_steps=2**40), "`n_steps`"),
+    "batch over the export cap": (_rollout(frames=_frames(EXPORT_MAX_BATCH + 1)),
+                                  "max_batch=4"),
+    "empty batch": (_rollout(frames=np.zeros((0, K, 32, 32, 3), np.uint8)), "`frames`"),
+    "NaN dt": (b'{"signature_name": "rollout", "inputs": {"frames": '
+               + json.dumps(_frames(1).tolist()).encode() + b', "n_steps": 2, "dt": NaN}}',
+               "`dt` must be finite"),
+    "infinite q": ({"signature_name": "hamiltonian",
+                    "inputs": {"q": np.full((1, 4, 4, 2), 1e39).tolist(),
+                               "p": np.zeros((1, 4, 4, 2)).tolist()}}, "`q` must be finite"),
+    "q and p batches differ": ({"signature_name": "hamiltonian",
+                                "inputs": {"q": np.zeros((2, 4, 4, 2)).tolist(),
+                                           "p": np.zeros((1, 4, 4, 2)).tolist()}}, "`p`"),
+    "sample n over cap": ({"signature_name": "sample", "inputs": {
+        "n": EXPORT_MAX_BATCH + 1, "n_steps": 2, "dt": 0.1, "seed": 0}}, "`n` must be in"),
+    "instances disagree on dt": ({"signature_name": "rollout", "instances": [
+        {"frames": _frames(1)[0].tolist(), "n_steps": 2, "dt": 0.1},
+        {"frames": _frames(1)[0].tolist(), "n_steps": 2, "dt": 0.2}]}, "`dt` is one value"),
+    "instance lacks an input": ({"signature_name": "rollout", "instances": [
+        {"frames": _frames(1)[0].tolist(), "n_steps": 2, "dt": 0.1},
+        {"frames": _frames(1)[0].tolist(), "n_steps": 2}]}, "`dt` must be given in every"),
+    "empty instances": ({"signature_name": "rollout", "instances": []}, "`instances`"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_are_400_naming_the_field_and_serving_goes_on(url, direct, case):
+    body, named = BAD_REQUESTS[case]
+    raw = body if isinstance(body, bytes) else None
+    status, answer = _http(url, "/v1/models/hgn:predict", None if raw else body, raw=raw)
+    assert status == 400, answer
+    assert set(answer) == {"error"} and named in answer["error"], answer["error"]
+    _good_rollout(url, direct)
+
+
+def test_unknown_model_or_version_is_404(url):
+    for path in ("/v1/models/other", "/v1/models/hgn/versions/7", "/v1/models/other/metadata",
+                 "/v2/models/hgn"):
+        status, answer = _http(url, path)
+        assert status == 404 and "error" in answer, path
+    status, answer = _http(url, "/v1/models/other:predict", _rollout())
+    assert status == 404 and "other" in answer["error"]
+    status, _ = _http(url, "/v1/models/hgn/versions/7:predict", _rollout())
+    assert status == 404
+
+
+def test_concurrent_clients_get_their_own_answers(url, direct):
+    clients, requests_each = 8, 50
+    inputs = [_frames(1, seed=100 + c) for c in range(clients)]
+    wants = [direct("rollout", frames=x, n_steps=np.int32(2), dt=np.float32(0.125))
+             for x in inputs]
+
+    def one_client(c):
+        worst = 0.0
+        for _ in range(requests_each):
+            got = client.predict(url, "rollout", {"frames": inputs[c], "n_steps": 2,
+                                                  "dt": 0.125}, timeout=60)
+            worst = max(worst, float(np.abs(got["frames"] - wants[c]["frames"]).max()),
+                        float(np.abs(got["energy"] - wants[c]["energy"]).max()))
+        return worst
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        worst = list(pool.map(one_client, range(clients)))
+    elapsed = time.monotonic() - start
+    assert max(worst) <= 1e-6
+    assert elapsed < 120, f"{clients * requests_each} requests took {elapsed:.0f} s"
+
+
+def test_client_and_cli_write_a_rollout_gif(url, tmp_path, capsys):
+    from PIL import Image
+
+    np.save(tmp_path / "frames.npy", _frames(2, seed=7))
+    gif = client.rollout_to_gif(url, tmp_path / "frames.npy", tmp_path / "a.gif", n_steps=5)
+    with Image.open(gif) as img:
+        assert img.n_frames == 5
+    np.save(tmp_path / "one.npy", _frames(1, seed=7)[0])  # [k, H, W, 3]: a batch of one
+    assert cli.main(["rollout", "--server", url, "--frames", str(tmp_path / "one.npy"),
+                     "--out", str(tmp_path / "b.gif"), "--n-steps", "3", "--dt", "-0.125"]) == 0
+    with Image.open(tmp_path / "b.gif") as img:
+        assert img.n_frames == 3
+    assert cli.main(["rollout", "--server", url, "--frames", str(tmp_path / "one.npy"),
+                     "--out", str(tmp_path / "c.gif"), "--n-steps", "0"]) == 2
+    assert "`n_steps` must be in [1, 10]" in capsys.readouterr().err
+    np.save(tmp_path / "floats.npy", np.zeros((4, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="must hold uint8 frames"):
+        client.rollout_to_gif(url, tmp_path / "floats.npy", tmp_path / "d.gif")
+
+
+def test_server_runs_without_the_training_code(model_dir):
+    """In a fresh process where hgn_tf's model, training and config modules cannot be imported."""
+    script = f"""
+import sys
+for name in ("hgn_tf.model", "hgn_tf.train", "hgn_tf.config", "hgn_tf.networks",
+             "hgn_tf.integrators", "hgn_tf.geco", "hgn_tf.data", "keras"):
+    sys.modules[name] = None
+import numpy as np
+from hgn_tf.export import client
+from hgn_tf.export.server import start_server
+server, thread, url = start_server({str(model_dir)!r})
+x = np.zeros((1, {K}, 32, 32, 3), np.uint8)
+out = client.predict(url, "rollout", {{"frames": x, "n_steps": 3, "dt": 0.125}})
+assert out["frames"].shape == (1, 3, 32, 32, 3), out["frames"].shape
+server.shutdown()
+print("SERVED")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0 and "SERVED" in proc.stdout, proc.stderr[-3000:]
