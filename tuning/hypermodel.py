@@ -124,9 +124,9 @@ def config_from_hp(hp: keras_tuner.HyperParameters, base: RunConfig, *,
         default = base.train.learning_rate
         if not low <= default <= high:
             raise ValueError(
-                f"`base.train.learning_rate` must lie in {LEARNING_RATE_RANGE} to be the default "
-                f"of the tuned learning rate, got {default!r}; pick a preset or config inside it, or "
-                f"do not tune the learning rate.")
+                f"`base.train.learning_rate` must lie in {LEARNING_RATE_RANGE} to be the "
+                f"default of the tuned learning rate, got {default!r}; pick a preset or config "
+                f"inside it, or do not tune the learning rate.")
         train["learning_rate"] = hp.Float("learning_rate", low, high, sampling="log",
                                           default=default)
     return base.replace(geco=geco, train=train)
