@@ -1,5 +1,6 @@
 """Full-dataset generation benchmark: builds `hamiltonian_systems/<system>` with TFDS and prints
-sequences/s and the total time (simulation, rendering, encoding and writing TFRecords).
+sequences/s and the total time (simulation, rendering, encoding and writing TFRecords), then how
+fast the stored sequences decode (tf.data over the train split).
 
     python bench/bench_generation.py [--systems pendulum two_body ...] [--workers N]
                                      [--max-examples N] [--data-dir DIR] [--keep]
@@ -31,6 +32,8 @@ def main():
     ap.add_argument("--resolution", type=int, default=32, choices=(32, 64))
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--read", type=int, default=10_000,
+                    help="also time decoding this many train sequences (0: skip)")
     args = ap.parse_args()
     tfds.disable_progress_bar()
     root = args.data_dir or tempfile.mkdtemp(prefix="hgn_bench_")
@@ -50,8 +53,14 @@ def main():
             n = sum(s.num_examples for s in builder.info.splits.values())
             size = sum(s.num_bytes for s in builder.info.splits.values()) / 2**20
             rows.append((system, n, seconds, n / seconds, size))
+            read = ""
+            if args.read:
+                ds = builder.as_dataset(split="train").take(args.read).prefetch(64)
+                t0 = time.perf_counter()
+                count = sum(1 for _ in ds)
+                read = f"  read {count / (time.perf_counter() - t0):6.0f} seq/s"
             print(f"{system:18} {n:6d} sequences  {seconds:7.1f} s  {n / seconds:7.0f} seq/s  "
-                  f"{size:7.1f} MiB", flush=True)
+                  f"{size:7.1f} MiB{read}", flush=True)
             if not args.keep and not args.data_dir:
                 shutil.rmtree(os.path.join(root, "hamiltonian_systems"), ignore_errors=True)
     finally:

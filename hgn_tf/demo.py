@@ -1,16 +1,24 @@
 """`make demo`: the main job, end to end, on a small CPU config.
 
 Everything goes into one folder (default runs/demo):
-    data/                the TFDS data (a small pendulum build: first N sequences per split)
+    data/                the TFDS data (a small pendulum build: the first N sequences per split)
     data_pictures/       stored sequences as a PNG grid and a GIF
     run/                 the training run (config, checkpoints, TensorBoard, history)
     run/eval/            metrics.json and pictures (truth vs rollout, backward, speeds, samples)
+    export/hgn/<v>/      the SavedModel (TensorFlow Serving layout)
+    served_rollout.gif   a rollout requested over HTTP from the served SavedModel
+    served_request.npy   the conditioning frames that request sent
+
+Running it again reuses what is there: the data, the finished training run (a killed one
+resumes), and writes a new export version.
 """
 
 from __future__ import annotations
 
 import pathlib
 import time
+
+import numpy as np
 
 __all__ = ["run_demo", "demo_config"]
 
@@ -34,7 +42,7 @@ def run_demo(out="runs/demo", steps: int | None = None) -> pathlib.Path:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = demo_config(out, steps)
-    _say(f"1/3 building {cfg.data.tfds_name} (first {cfg.data.max_examples} sequences per split)")
+    _say(f"1/5 building {cfg.data.tfds_name} (first {cfg.data.max_examples} sequences per split)")
     data.build(cfg.data)
     frames = data.load_arrays(cfg.data, "train", limit=8)["frames"]
     plots.grid_png(frames, out / "data_pictures" / "pendulum_train.png")
@@ -44,9 +52,28 @@ def run_demo(out="runs/demo", steps: int | None = None) -> pathlib.Path:
     from hgn_tf.train import train
 
     run_dir = out / "run"
-    _say(f"2/3 training the small preset for {cfg.train.steps} steps into {run_dir}")
+    _say(f"2/5 training the small preset for {cfg.train.steps} steps into {run_dir}")
     train(cfg, run_dir, verbose=2)
-    _say("3/3 evaluating")
+    _say("3/5 evaluating")
     evaluate(run_dir, max_sequences=256)
+
+    from hgn_tf.export.client import rollout_to_gif
+    from hgn_tf.export.saved_model import export_saved_model
+    from hgn_tf.export.server import start_server
+
+    _say("4/5 exporting the SavedModel")
+    version_dir = export_saved_model(run_dir, out / "export" / "hgn")
+    _say(f"5/5 serving {version_dir.parent} and requesting one rollout over HTTP")
+    test = data.load_arrays(cfg.data, "test", limit=2)["frames"]
+    request = out / "served_request.npy"
+    np.save(request, (test[:, : cfg.data.n_frames] * 255 + 0.5).astype(np.uint8))
+    server, thread, url = start_server(version_dir.parent)
+    try:
+        gif = rollout_to_gif(url, request, out / "served_rollout.gif", n_steps=30)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    _say(f"server at {url} answered; wrote {gif}; server stopped")
     _say(f"done: everything is in {out.resolve()}")
     return out

@@ -63,8 +63,8 @@ def test_search_space_defaults_and_ranges_are_pinned():
     assert list(space["alpha"].values) == [0.0, 0.9, 0.99]
     ranges = {n: (space[n].min_value, space[n].max_value, space[n].sampling)
               for n in ("kappa", "initial_multiplier", "nu", "beta", "learning_rate")}
-    assert ranges == {"kappa": (0.01, 0.1, "log"), "initial_multiplier": (0.1, 10.0, "log"),
-                      "nu": (0.01, 1.0, "log"), "beta": (1e-4, 1.0, "log"),
+    assert ranges == {"kappa": (0.01, 0.1, "log"), "initial_multiplier": (0.1, 1e6, "log"),
+                      "nu": (0.01, 1.0, "log"), "beta": (1e-6, 1.0, "log"),
                       "learning_rate": (1e-4, 3e-3, "log")}
     # GECO's parameters are active in GECO mode only, beta in fixed-beta mode only.
     for name in ("kappa", "alpha", "initial_multiplier", "nu"):
