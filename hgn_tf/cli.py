@@ -18,7 +18,9 @@ __all__ = ["main"]
 
 
 def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log prints harmless grappler notes at ERROR level ("remapper failed");
+    # Python exceptions still surface. Set TF_CPP_MIN_LOG_LEVEL yourself to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _data_config(args):
