@@ -75,7 +75,7 @@ def test_search_space_defaults_and_ranges_are_pinned():
     hp = keras_tuner.HyperParameters()
     hp.values["mode"] = "fixed_beta"
     fixed = config_from_hp(hp, base)
-    assert fixed.geco == dataclasses.replace(base.geco, mode="fixed_beta", beta=1e-2)
+    assert fixed.geco == dataclasses.replace(base.geco, mode="fixed_beta", beta=1e-3)
     assert hp.is_active("beta") and not hp.is_active("nu")
 
     # Without tune_learning_rate there is no learning-rate hyperparameter.
