@@ -5,6 +5,7 @@ Frames may be uint8 in [0, 255] or float in [0, 1]. numpy / Pillow / matplotlib 
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import numpy as np
@@ -72,56 +73,49 @@ def sequences_gif(sequences, path, *, scale: int = 3, fps: int = 8, gap: int = 2
     return path
 
 
-def line_plot(path, series: dict, *, xlabel: str, ylabel: str, title: str = "",
-              logy: bool = False) -> pathlib.Path:
-    """`series`: {label: (xs, ys)}."""
+@contextlib.contextmanager
+def _axes(path, *, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False):
+    """A matplotlib (Agg) figure whose axes the body draws on; saved to `path` on exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, label=label, marker=".")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        yield ax
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def line_plot(path, series: dict, *, xlabel: str, ylabel: str, title: str = "",
+              logy: bool = False) -> pathlib.Path:
+    """`series`: {label: (xs, ys)}."""
+    with _axes(path, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy) as ax:
+        for label, (xs, ys) in series.items():
+            ax.plot(xs, ys, label=label, marker=".")
+        ax.legend()
+    return pathlib.Path(path)
 
 
 def scatter_plot(path, xs, ys, *, labels=None, colors=None, xlabel: str, ylabel: str,
                  title: str = "", logx: bool = False, logy: bool = False) -> pathlib.Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.scatter(xs, ys, c=colors)
-    for i, label in enumerate(labels or []):
-        ax.annotate(str(label), (xs[i], ys[i]), fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    """One point per (x, y), optionally annotated with `labels`."""
+    with _axes(path, xlabel=xlabel, ylabel=ylabel, title=title, logx=logx, logy=logy) as ax:
+        ax.scatter(xs, ys, c=colors)
+        for i, label in enumerate(labels or []):
+            ax.annotate(str(label), (xs[i], ys[i]), fontsize=7)
+    return pathlib.Path(path)
