@@ -32,6 +32,7 @@ __all__ = [
     "paper",
     "small",
     "tiny",
+    "dataclass_from_dict",
 ]
 
 INTEGRATORS = ("euler", "leapfrog", "rk4", "yoshida")
@@ -257,7 +258,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        return _from_dict(cls, d, "")
+        return dataclass_from_dict(cls, d, "")
 
     @classmethod
     def load(cls, path) -> RunConfig:
@@ -272,7 +273,7 @@ class RunConfig:
                 raise ValueError(
                     f"Unknown config section {name!r}; valid: data, model, train, geco."
                 )
-            new[name] = _from_dict(
+            new[name] = dataclass_from_dict(
                 type(getattr(self, name)),
                 {**dataclasses.asdict(getattr(self, name)), **changes},
                 name + ".",
@@ -280,7 +281,8 @@ class RunConfig:
         return dataclasses.replace(self, **new)
 
 
-def _from_dict(cls, d: dict, prefix: str):
+def dataclass_from_dict(cls, d: dict, prefix: str = ""):
+    """`cls(**d)` for a config dataclass: nested sections, lists to tuples, unknown keys refused."""
     if not isinstance(d, dict):
         raise ValueError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {d!r}.")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -295,7 +297,7 @@ def _from_dict(cls, d: dict, prefix: str):
     for k, v in d.items():
         t = hints[k]
         if dataclasses.is_dataclass(t):
-            v = _from_dict(t, v, f"{prefix}{k}.")
+            v = dataclass_from_dict(t, v, f"{prefix}{k}.")
         elif isinstance(v, list):
             v = tuple(v)
         kwargs[k] = v

@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-__all__ = ["MODES", "GecoConfig", "GecoStep", "diverged", "geco_update"]
+__all__ = ["MODES", "GecoConfig", "GecoStep", "diverged", "evaluation_loss", "geco_update"]
 
 MODES = ("geco", "fixed_beta")
 
@@ -182,6 +182,21 @@ def geco_update(recon, kl, constraint_ma, multiplier, step, config: GecoConfig) 
         multiplier * tf.exp(config.nu * constraint_ma), tf.cast(low, dtype), tf.cast(high, dtype)
     )
     return GecoStep(loss, constraint, constraint_ma, new_multiplier)
+
+
+def evaluation_loss(recon, kl, multiplier, config: GecoConfig) -> tf.Tensor:
+    """The objective's value on held-out data, with the state as it is (no update).
+
+        geco:        kl + lambda * (recon - kappa^2)     (the batch's own constraint, no average)
+        fixed_beta:  recon + beta * kl
+
+    Equal to `geco_update(...).loss` at step 0, where the moving average is the batch's C.
+    """
+    recon = tf.convert_to_tensor(recon)
+    kl = _as_dtype(kl, recon.dtype)
+    if config.mode == "fixed_beta":
+        return recon + config.beta * kl
+    return kl + _as_dtype(multiplier, recon.dtype) * (recon - config.kappa**2)
 
 
 def diverged(multiplier, config: GecoConfig) -> tf.Tensor:

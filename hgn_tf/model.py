@@ -27,7 +27,7 @@ import tensorflow_probability as tfp
 
 from hgn_tf import geco as geco_lib
 from hgn_tf import integrators, networks
-from hgn_tf.config import GecoConfig, ModelConfig
+from hgn_tf.config import GecoConfig, ModelConfig, dataclass_from_dict
 
 tfd = tfp.distributions
 
@@ -48,11 +48,9 @@ class HGN(keras.Model):
                  geco: GecoConfig | dict | None = None, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
-            config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                    for k, v in config.items()})
+            config = dataclass_from_dict(ModelConfig, config)
         if isinstance(geco, dict):
-            geco = GecoConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in geco.items()})
+            geco = dataclass_from_dict(GecoConfig, geco)
         self.config = config or ModelConfig()
         self.geco_config = geco or GecoConfig()
         self.seed = seed
@@ -287,10 +285,8 @@ class HGN(keras.Model):
         recon, kl = self.objective_terms(frames, training=False)
         if self.config.deterministic:
             loss = recon
-        elif self.geco_config.mode == "fixed_beta":
-            loss = recon + self.geco_config.beta * kl
         else:
-            loss = kl + self.geco_multiplier * (recon - self.geco_config.kappa ** 2)
+            loss = geco_lib.evaluation_loss(recon, kl, self.geco_multiplier, self.geco_config)
         return self._update_metrics(loss, recon, kl)
 
     def _update_metrics(self, loss, recon, kl):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from hgn_tf import geco
-from hgn_tf.geco import GecoConfig, geco_update
+from hgn_tf.geco import GecoConfig, evaluation_loss, geco_update
 
 
 def run(config, recons, kls=None, dtype=tf.float64):
@@ -193,3 +193,15 @@ def test_config_is_frozen_and_rejects_unknown_fields():
         GecoConfig(tolerance=0.033)
     with pytest.raises(TypeError, match="GecoConfig"):
         geco_update(0.1, 1.0, 0.0, 1.0, 0, config={"kappa": 0.033})
+
+
+@pytest.mark.parametrize("mode", ["geco", "fixed_beta"])
+def test_evaluation_loss_is_the_objective_without_a_state_update(mode):
+    config = GecoConfig(mode=mode, kappa=0.05, beta=0.3)
+    recon, kl, multiplier = tf.constant(0.01), tf.constant(2.0), tf.constant(7.0)
+    value = float(evaluation_loss(recon, kl, multiplier, config))
+    # At step 0 the moving average is the batch's own constraint, so the values coincide.
+    step0 = geco_update(recon, kl, tf.constant(123.0), multiplier, 0, config)
+    np.testing.assert_allclose(value, float(step0.loss), rtol=1e-6)
+    expected = 0.01 + 0.3 * 2.0 if mode == "fixed_beta" else 2.0 + 7.0 * (0.01 - 0.05**2)
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
