@@ -43,9 +43,11 @@ def test_every_variant_trains_one_step_and_reconstructs(variant):
     out = model.rollout(x, 6)
     assert out["frames"].shape == (4, 6, 32, 32, 3)
     assert float(tf.reduce_min(out["frames"])) >= 0 and float(tf.reduce_max(out["frames"])) <= 1
-    # The decoder only sees q: two states with equal q and different p give the same frames.
-    q0, p0, _ = model.encode(model.conditioning_frames(x))
-    np.testing.assert_array_equal(model.decode(q0).numpy(), model.decode(q0 + 0 * p0).numpy())
+    # Frames are a function of q alone (the decoder never sees p), and the first is the initial
+    # state's: rollout frames = decode(rollout q), and rollout q starts at the encoded q0.
+    np.testing.assert_allclose(out["frames"], model.decode(out["q"]), atol=1e-6)
+    q0, _, _ = model.encode(model.conditioning_frames(x))
+    np.testing.assert_allclose(out["q"][:, 0], q0, atol=1e-6)
 
 
 def test_rollout_speed_and_direction_follow_dt():
@@ -140,10 +142,13 @@ def test_training_lowers_the_reconstruction_error():
 def test_rollout_trace_does_not_grow_with_steps():
     model = build_model(C.tiny())
     x = _frames()
+    # Traced with the step count as a Python constant, 5 and 500 steps give graphs of the same
+    # size (a Python-unrolled loop would grow 100-fold) ...
     fn = tf.function(lambda x, n: model.rollout(x, n)["frames"])
-    g5 = fn.get_concrete_function(x, tf.constant(5)).graph
-    n_ops = len(g5.get_operations())
-    out = fn(x, tf.constant(40))
-    assert out.shape[1] == 40
-    assert fn.experimental_get_tracing_count() == 1  # n_steps is a tensor: no retrace
-    assert n_ops < 5000
+    sizes = [len(fn.get_concrete_function(x, n).graph.get_operations()) for n in (5, 500)]
+    assert sizes[0] == sizes[1], sizes
+    # ... and with the step count as a tensor, one trace serves every length.
+    fn_t = tf.function(lambda x, n: model.rollout(x, n)["frames"])
+    assert fn_t(x, tf.constant(3)).shape[1] == 3
+    assert fn_t(x, tf.constant(40)).shape[1] == 40
+    assert fn_t.experimental_get_tracing_count() == 1
