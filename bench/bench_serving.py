@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=("paper", "small"), default="paper")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=256, help="sequences per batched call")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--throughput-repeats", type=int, default=3)
@@ -47,22 +47,23 @@ def main(argv=None) -> None:
 
     import numpy as np
     import tensorflow as tf
-    from hgn_tf.export.saved_model import conditioning_frame_count, export_saved_model
+    from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS
+    from hgn_tf.export.saved_model import export_saved_model
 
     from hgn_tf import config
     from hgn_tf.train import build_model
 
     cfg = config.preset(args.preset)
     model = build_model(cfg)
-    k, r, dt = conditioning_frame_count(model), cfg.model.resolution, cfg.model.dt
+    k, r, dt = cfg.conditioning_frames, cfg.data.resolution, cfg.model.dt
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, k, r, r, 3), dtype=np.uint8)
     many = rng.integers(0, 256, (args.batch, k, r, r, 3), dtype=np.uint8)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        path = export_saved_model(model, tmp, max_steps=max(1000, args.steps),
-                                  max_batch=max(256, args.batch))
+        path = export_saved_model(model, tmp, max_steps=max(DEFAULT_MAX_STEPS, args.steps),
+                                  max_batch=max(DEFAULT_MAX_BATCH, args.batch))
         export_s = time.perf_counter() - start
         rollout = tf.saved_model.load(str(path)).signatures["rollout"]
 

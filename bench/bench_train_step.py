@@ -37,7 +37,7 @@ def main():
         cfg = cfg.replace(train=dict(batch_size=args.batch_size))
     if args.frames:
         cfg = cfg.replace(data=dict(n_frames=args.frames))
-    b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.model.resolution
+    b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
     if args.jit:
         model.compile(optimizer=model.optimizer, jit_compile=True)

@@ -19,6 +19,8 @@ import urllib.request
 
 import numpy as np
 
+from hgn_tf.errors import ConfigError, DataError
+
 __all__ = ["ServerError", "metadata", "predict", "rollout_to_gif"]
 
 
@@ -87,11 +89,11 @@ def metadata(url: str, model_name: str = "hgn", version: int | None = None,
 def _load_frames(frames_path) -> np.ndarray:
     path = pathlib.Path(frames_path)
     if path.suffix != ".npy" or not path.is_file():
-        raise ValueError(f"`frames_path` must be an existing .npy file, got {str(path)!r}.")
+        raise DataError(f"`frames_path` must be an existing .npy file, got {str(path)!r}.")
     frames = np.load(path)
     if frames.dtype != np.uint8 or frames.ndim not in (4, 5) or frames.shape[-1] != 3:
-        raise ValueError(f"`frames_path` {str(path)!r} must hold uint8 frames [k, H, W, 3] or "
-                         f"[B, k, H, W, 3], got {frames.dtype} {list(frames.shape)}.")
+        raise DataError(f"`frames_path` {str(path)!r} must hold uint8 frames [k, H, W, 3] or "
+                        f"[B, k, H, W, 3], got {frames.dtype} {list(frames.shape)}.")
     return frames[None] if frames.ndim == 4 else frames
 
 
@@ -114,8 +116,8 @@ def rollout_to_gif(url: str, frames_path, out_gif, n_steps: int = 30, dt: float 
     if dt is None:
         info = metadata(url, model_name, timeout=timeout).get("hgn_export", {})
         if "dt" not in info:
-            raise ValueError("`dt` is needed: the server does not say the model's dt "
-                             "(TF Serving's metadata lacks it); pass dt, e.g. 0.125.")
+            raise ConfigError("`dt` is needed: the server does not say the model's dt "
+                              "(TF Serving's metadata lacks it); pass dt, e.g. 0.125.")
         dt = info["dt"]
     out = predict(url, "rollout", {"frames": frames, "n_steps": int(n_steps), "dt": float(dt)},
                   model_name=model_name, timeout=timeout)

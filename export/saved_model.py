@@ -45,11 +45,13 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS, EXPORT_INFO_FILE
 
-__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "conditioning_frame_count",
-           "export_info", "export_saved_model", "versions"]
+from hgn_tf.errors import ExportError, positive_int
 
-EXPORT_INFO_FILE = "hgn_export.json"
+__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "export_info",
+           "export_saved_model", "versions"]
+
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
 
@@ -63,12 +65,6 @@ def versions(out_dir) -> list[int]:
                   if p.name.isdigit() and (p / "saved_model.pb").exists())
 
 
-def conditioning_frame_count(model) -> int:
-    """k: the frames the encoder reads, from the width of its first convolution (k * 3 channels)."""
-    first = model.encoder.convs[0] if model.encoder.convs else model.encoder.out
-    return int(first.kernel.shape[2]) // 3
-
-
 def export_info(model, max_steps: int, max_batch: int) -> dict:
     """The contents of hgn_export.json: everything a server needs, as plain JSON."""
     c = model.config
@@ -80,9 +76,9 @@ def export_info(model, max_steps: int, max_batch: int) -> dict:
         signatures.append("hamiltonian")
     return {
         "format_version": FORMAT_VERSION,
-        "resolution": c.resolution,
+        "resolution": model.resolution,
         "state_shape": [c.state_size, c.state_size, c.latent_channels],
-        "conditioning_frames": conditioning_frame_count(model),
+        "conditioning_frames": model.conditioning_frame_count,
         "input_mode": c.input_mode,
         "input_frames": c.input_frames,
         "dt": float(c.dt),
@@ -199,29 +195,25 @@ class HGNExportModule(tf.Module):
         return {"energy": self.model.hamiltonian(q, p)}
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-
-
 def _load_model(run_dir_or_model):
     if isinstance(run_dir_or_model, (str, os.PathLike)):
         run_dir = pathlib.Path(run_dir_or_model)
         if not run_dir.is_dir():
-            raise ValueError(f"`run_dir` {str(run_dir)!r} does not exist; give the folder of a "
-                             "finished training run (`hgn train --run-dir R`).")
+            raise ExportError(f"`run_dir` {str(run_dir)!r} does not exist; give the folder of a "
+                              "finished training run (`hgn train --run-dir R`).", "run_dir")
         # The export may use the training code; the server never does.
         from hgn_tf.train import load_run
 
         return load_run(run_dir)[1]
     if not hasattr(run_dir_or_model, "rollout") or not getattr(run_dir_or_model, "built", False):
-        raise ValueError("`run_dir_or_model` must be a run folder or a built HGN model "
-                         f"(`model.build_for(n_frames)`), got {run_dir_or_model!r}.")
+        raise ExportError("`run_dir_or_model` must be a run folder or a built HGN model "
+                          f"(`model.build_all()`), got {run_dir_or_model!r}.", "run_dir_or_model")
     return run_dir_or_model
 
 
 def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
-                       max_steps: int = 1000, max_batch: int = 256) -> pathlib.Path:
+                       max_steps: int = DEFAULT_MAX_STEPS,
+                       max_batch: int = DEFAULT_MAX_BATCH) -> pathlib.Path:
     """Write the model as SavedModel version `version` under `out_dir`.
 
     Args:
@@ -235,22 +227,23 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
     Returns:
       The version folder `out_dir/<version>`.
     Raises:
-      ValueError: a missing or unfinished run folder, a bad cap, or an existing version.
+      ExportError: a missing run folder, a bad cap, or an existing version.
+      RunError: an unfinished run folder.
 
     The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-*` (not an integer
     name, so servers ignore it) and renamed into place: a killed export leaves no half-written
     version (at worst that temporary folder, which may be deleted).
     """
-    _positive_int("max_steps", max_steps)
-    _positive_int("max_batch", max_batch)
+    positive_int("max_steps", max_steps, ExportError)
+    positive_int("max_batch", max_batch, ExportError)
     out_dir = pathlib.Path(out_dir)
     if version is None:
         version = (versions(out_dir) or [0])[-1] + 1
-    _positive_int("version", version)
+    positive_int("version", version, ExportError)
     final = out_dir / str(version)
     if final.exists():
-        raise ValueError(f"`version` {version} already exists in {str(out_dir)!r}; "
-                         "leave `version=None` to write the next one.")
+        raise ExportError(f"`version` {version} already exists in {str(out_dir)!r}; "
+                          "leave `version=None` to write the next one.", "version")
     model = _load_model(run_dir_or_model)
     info = export_info(model, max_steps, max_batch)
     module = HGNExportModule(model, info)

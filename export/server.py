@@ -46,23 +46,27 @@ import threading
 
 import numpy as np
 import tensorflow as tf
+from hgn_tf.export.limits import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_STEPS,
+    EXPORT_INFO_FILE,
+)
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from hgn_tf.errors import ExportError, ServingInputError, check, positive_int
+
+# A bad predict request: answered with HTTP 400 and the message, which names the field.
+InputError = ServingInputError
+
 __all__ = ["InputError", "ModelServer", "NotFoundError", "as_input_array", "check_values", "serve",
            "start_server"]
 
-# The same name as hgn_tf.export.saved_model.EXPORT_INFO_FILE (not imported: see the docstring).
-EXPORT_INFO_FILE = "hgn_export.json"
-DEFAULT_MAX_REQUEST_BYTES = 256 * 2**20
 
 _INT_RANGES = {tf.uint8: (0, 255), tf.int32: (-(2**31), 2**31 - 1)}
-
-
-class InputError(ValueError):
-    """A bad predict request; answered with HTTP 400 and this message (which names the field)."""
 
 
 class NotFoundError(LookupError):
@@ -185,24 +189,23 @@ class ModelServer:
       max_concurrent_calls: model calls running at once.
       max_request_bytes: larger request bodies are refused with 413.
     Raises:
-      ValueError: `model_dir` has no version, or a cap is not a positive integer.
+      ExportError: `model_dir` has no version, or a cap is not a positive integer.
     """
 
-    def __init__(self, model_dir, model_name: str = "hgn", *, max_steps: int = 1000,
-                 max_batch: int = 256, max_concurrent_calls: int = 1,
+    def __init__(self, model_dir, model_name: str = "hgn", *, max_steps: int = DEFAULT_MAX_STEPS,
+                 max_batch: int = DEFAULT_MAX_BATCH, max_concurrent_calls: int = 1,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
         for arg, value in (("max_steps", max_steps), ("max_batch", max_batch),
                            ("max_concurrent_calls", max_concurrent_calls),
                            ("max_request_bytes", max_request_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive integer, got {value!r}.")
-        if not re.fullmatch(_ModelNameConverter.regex, model_name):
-            raise ValueError(f"`model_name` must not contain '/' or ':', got {model_name!r}.")
+            positive_int(arg, value, ExportError)
+        check(bool(re.fullmatch(_ModelNameConverter.regex, model_name)), "model_name", model_name,
+              "a name without '/' or ':'", ExportError)
         self.model_dir = pathlib.Path(model_dir)
         if not _version_dirs(self.model_dir):
-            raise ValueError(f"`model_dir` {str(self.model_dir)!r} holds no SavedModel version "
-                             "(a folder named by an integer with a saved_model.pb); write one "
-                             "with `hgn export --run-dir R --out DIR`.")
+            raise ExportError(f"`model_dir` {str(self.model_dir)!r} holds no SavedModel version "
+                              "(a folder named by an integer with a saved_model.pb); write one "
+                              "with `hgn export --run-dir R --out DIR`.", "model_dir")
         self.model_name = model_name
         self.max_steps, self.max_batch = max_steps, max_batch
         self.max_request_bytes = max_request_bytes
@@ -417,7 +420,8 @@ def _url(host: str, port: int) -> str:
 
 
 def start_server(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 0,
-                 *, max_steps: int = 1000, max_batch: int = 256, max_concurrent_calls: int = 1,
+                 *, max_steps: int = DEFAULT_MAX_STEPS, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_concurrent_calls: int = 1,
                  quiet: bool = True):
     """Serve in a background thread; returns (server, thread, url).
 
@@ -434,7 +438,8 @@ def start_server(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", po
 
 
 def serve(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 8501, *,
-          max_steps: int = 1000, max_batch: int = 256, ready_event: threading.Event | None = None):
+          max_steps: int = DEFAULT_MAX_STEPS, max_batch: int = DEFAULT_MAX_BATCH,
+          ready_event: threading.Event | None = None):
     """Serve in this thread until Ctrl-C; prints the model's URL, then sets `ready_event`."""
     app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch)
     server = make_server(host, port, app, threaded=True)

@@ -12,15 +12,47 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import sys
+import tempfile
 
 __all__ = ["main"]
 
 
-def _quiet_tf():
+# What TensorFlow's C++ libraries print while `import tensorflow` loads them, before its log
+# settings are read (absl writes everything to stderr until it is initialised, so
+# TF_CPP_MIN_LOG_LEVEL cannot silence it): notes, not problems. Any other line is passed on.
+_IMPORT_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|I\d{4} [\d:. ]+\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc):\d+\] "
+)
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up notes filtered out of stderr (see `_IMPORT_NOISE`).
+
+    Python-level messages are unaffected; an import error still surfaces with its traceback.
+    """
     # TensorFlow's C++ log prints harmless grappler notes at ERROR level ("remapper failed");
     # Python exceptions still surface. Set TF_CPP_MIN_LOG_LEVEL yourself to see them.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            pass  # a client-only install: the sub-commands that need TensorFlow will say so
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not _IMPORT_NOISE.match(line):
+                    sys.stderr.write(line)
 
 
 def _data_config(args):
@@ -90,7 +122,8 @@ def cmd_train(args):
 def cmd_evaluate(args):
     from hgn_tf.evaluate import evaluate
 
-    evaluate(args.run_dir, max_sequences=args.max_sequences, batch_size=args.batch_size)
+    evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
+             batch_size=args.batch_size)
     print(f"wrote {pathlib.Path(args.run_dir) / 'eval' / 'metrics.json'}")
 
 
@@ -101,13 +134,15 @@ def cmd_demo(args):
 
 
 def _add_data_args(p, positional_system=False):
-    from hgn_tf.physics import SYSTEM_NAMES
+    from hgn_tf.physics import SUPPORTED_RESOLUTIONS, SYSTEM_NAMES
 
     if positional_system:
-        p.add_argument("system", choices=SYSTEM_NAMES)
+        p.add_argument("system", choices=SYSTEM_NAMES, help="the physical system")
     else:
-        p.add_argument("--system", choices=SYSTEM_NAMES, default="pendulum")
-    p.add_argument("--resolution", type=int, choices=(32, 64), default=32)
+        p.add_argument("--system", choices=SYSTEM_NAMES, default="pendulum",
+                       help="the physical system (default %(default)s)")
+    p.add_argument("--resolution", type=int, choices=SUPPORTED_RESOLUTIONS, default=32,
+                   help="pixels a side (default %(default)s)")
     p.add_argument(
         "--max-examples",
         type=int,
@@ -117,14 +152,22 @@ def _add_data_args(p, positional_system=False):
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (argparse prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from hgn_tf.config import PRESETS, STRATEGIES
     from hgn_tf.physics import SYSTEM_NAMES
 
-    parser = argparse.ArgumentParser(prog="hgn", description="Hamiltonian Generative Networks.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="hgn", description="Hamiltonian Generative Networks.")
+    sub = parser.add_subparsers(dest="command", required=True, help="the sub-command")
 
     data = sub.add_parser("data", help="datasets").add_subparsers(
-        dest="data_command", required=True
+        dest="data_command", required=True, help="what to do with a dataset"
     )
     p = data.add_parser("build", help="build a hamiltonian_systems dataset")
     _add_data_args(p)
@@ -133,32 +176,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("show", help="write a PNG grid and a GIF of stored sequences")
     _add_data_args(p, positional_system=True)
     p.set_defaults(max_examples=64)
-    p.add_argument("--split", choices=("train", "test"), default="train")
-    p.add_argument("--n", type=int, default=8, help="sequences to show")
-    p.add_argument("--out", default="runs/data_show")
+    p.add_argument("--split", choices=("train", "test"), default="train",
+                   help="which split to show (default %(default)s)")
+    p.add_argument("--n", type=int, default=8, help="sequences to show (default %(default)s)")
+    p.add_argument("--out", default="runs/data_show", help="output folder (default %(default)s)")
     p.set_defaults(func=cmd_data_show)
 
     p = sub.add_parser("train", help="train an HGN with model.fit (resumes a killed run)")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--system", choices=SYSTEM_NAMES, default=None)
-    p.add_argument("--preset", choices=("paper", "small", "tiny"), default=None)
-    p.add_argument("--config", default=None, help="a RunConfig JSON (e.g. from `hgn tune`)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--strategy", choices=("default", "mirrored"), default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--max-examples", type=int, default=None)
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--run-dir", required=True,
+                   help="the run folder (again with the same folder: resume)")
+    p.add_argument("--system", choices=SYSTEM_NAMES, default=None,
+                   help="the physical system (default: the config's, else pendulum)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="the base config (default: small)")
+    p.add_argument("--config", default=None,
+                   help="a RunConfig JSON file as the base config (e.g. from `hgn tune`)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps in all")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="tf.distribute strategy (mirrored: all local GPUs)")
+    p.add_argument("--seed", type=int, default=None, help="seeds weights, sampling, shuffling")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="build and train on the first N sequences of each split")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics.json and pictures for a trained run")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--max-sequences", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--run-dir", required=True, help="a finished training run")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="frames to roll out and score (default: all 30 stored frames)")
+    p.add_argument("--max-sequences", type=int, default=512,
+                   help="sequences of each split to score (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="sequences per rollout call (default %(default)s)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job on a small config")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default="runs/demo", help="output folder (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="override the training steps")
     p.set_defaults(func=cmd_demo)
 
@@ -171,13 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    _quiet_tf()
+def run(argv=None) -> None:
+    """Parse `argv` and run the sub-command; a user's mistake raises `hgn_tf.errors.HGNError`."""
+    _import_tensorflow_quietly()  # first: the parser reads choices from configs that import it
     args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+def main(argv=None) -> int:
+    """`hgn`: a user's mistake (`hgn_tf.errors.HGNError`) is one line on stderr and exit 2."""
+    from hgn_tf.errors import HGNError
+
     try:
-        args.func(args)
-    except ValueError as e:
-        print(f"hgn: error: {e}", file=sys.stderr)
+        run(argv)
+    except HGNError as e:
+        command = (sys.argv[1:] if argv is None else list(argv))[0]  # parsed: a command exists
+        print(f"hgn {command}: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any
 
+from hgn_tf import errors
+from hgn_tf.errors import check as _check
 from hgn_tf.geco import GecoConfig
+from hgn_tf.integrators import NAMES as INTEGRATORS
+from hgn_tf.physics import STORED_FRAMES, SUPPORTED_RESOLUTIONS, SYSTEM_NAMES
 
 __all__ = [
     "DataConfig",
@@ -35,22 +38,14 @@ __all__ = [
     "dataclass_from_dict",
 ]
 
-INTEGRATORS = ("euler", "leapfrog", "rk4", "yoshida")
 DYNAMICS = ("hamiltonian", "direct")
 INPUT_MODES = ("autoencode", "inference")
-RESOLUTIONS = (32, 64)
 STRATEGIES = ("default", "mirrored")
-
-
-def _check(cond: bool, field: str, value: Any, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"`{field}` must be {allowed}, got {value!r}.")
 
 
 def _positive_int(obj, *fields):
     for f in fields:
-        v = getattr(obj, f)
-        _check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f, v, "a positive integer")
+        errors.positive_int(f, getattr(obj, f))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +53,7 @@ class DataConfig:
     """Which `hamiltonian_systems` data a run reads and how it is cut.
 
     Attributes:
-      system: a `hgn_tf.physics.SYSTEM_NAMES` entry.
+      system: a `hgn_tf.SYSTEM_NAMES` entry.
       resolution: 32 or 64 (selects the `<system>` or `<system>_64` TFDS config).
       n_frames: frames per training sequence (the first `n_frames` of each stored 30).
       max_examples: build only the first N sequences of each split (None: the full 50,000/10,000).
@@ -76,19 +71,25 @@ class DataConfig:
     shuffle_buffer: int = 1024
 
     def __post_init__(self):
-        from hgn_tf import physics
-
         _check(
-            self.system in physics.SYSTEM_NAMES,
+            self.system in SYSTEM_NAMES,
             "system",
             self.system,
-            f"one of {physics.SYSTEM_NAMES}",
+            f"one of {SYSTEM_NAMES}",
         )
         _check(
-            self.resolution in RESOLUTIONS, "resolution", self.resolution, f"one of {RESOLUTIONS}"
+            self.resolution in SUPPORTED_RESOLUTIONS,
+            "resolution",
+            self.resolution,
+            f"one of {SUPPORTED_RESOLUTIONS}",
         )
         _positive_int(self, "n_frames", "shuffle_buffer")
-        _check(self.n_frames <= 30, "n_frames", self.n_frames, "at most 30 (the stored length)")
+        _check(
+            self.n_frames <= STORED_FRAMES,
+            "n_frames",
+            self.n_frames,
+            f"at most {STORED_FRAMES} (the stored length)",
+        )
         if self.max_examples is not None:
             _positive_int(self, "max_examples")
         _check(
@@ -119,9 +120,11 @@ class ModelConfig:
 
     `input_mode`: "autoencode" -- the encoder sees every frame and all are reconstructed;
     "inference" -- the encoder sees the first `input_frames` frames, the rest are predicted.
+
+    The frame resolution is not a model field: it is a fact of the data (`DataConfig.resolution`),
+    which the model is built for (`hgn_tf.train.build_model`, `HGN(resolution=...)`).
     """
 
-    resolution: int = 32
     latent_channels: int = 16
     state_size: int = 4
     encoder_filters: tuple[int, ...] = (32, 64, 64, 64, 64, 64, 64)
@@ -142,9 +145,6 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.encoder_filters, list):
             object.__setattr__(self, "encoder_filters", tuple(self.encoder_filters))
-        _check(
-            self.resolution in RESOLUTIONS, "resolution", self.resolution, f"one of {RESOLUTIONS}"
-        )
         _positive_int(
             self,
             "latent_channels",
@@ -163,13 +163,6 @@ class ModelConfig:
             self.encoder_filters,
             "a non-empty tuple of positive integers",
         )
-        ratio = self.resolution // self.state_size
-        _check(
-            self.resolution % self.state_size == 0 and ratio & (ratio - 1) == 0 and ratio >= 2,
-            "state_size",
-            self.state_size,
-            f"resolution / 2**k for k >= 1 (resolution {self.resolution})",
-        )
         _check(
             self.integrator in INTEGRATORS, "integrator", self.integrator, f"one of {INTEGRATORS}"
         )
@@ -179,10 +172,24 @@ class ModelConfig:
         )
         _check(isinstance(self.dt, (int, float)) and self.dt > 0, "dt", self.dt, "a positive float")
 
-    @property
-    def upsampling_blocks(self) -> int:
-        """Decoder blocks (and f_psi strided convs): log2(resolution / state_size)."""
-        return (self.resolution // self.state_size).bit_length() - 1
+    def upsampling_blocks(self, resolution: int) -> int:
+        """Decoder blocks (and f_psi strided convs): log2(resolution / state_size).
+
+        Raises:
+          ConfigError: `state_size` is not resolution / 2**k for some k >= 1.
+        """
+        ratio = resolution // self.state_size
+        _check(
+            resolution % self.state_size == 0 and ratio & (ratio - 1) == 0 and ratio >= 2,
+            "model.state_size",
+            self.state_size,
+            f"resolution / 2**k for k >= 1 (resolution {resolution})",
+        )
+        return ratio.bit_length() - 1
+
+    def conditioning_frame_count(self, sequence_length: int) -> int:
+        """k, the frames the encoder reads: `input_frames` (inference) or the training length."""
+        return self.input_frames if self.input_mode == "inference" else sequence_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,12 +239,7 @@ class RunConfig:
     geco: GecoConfig = GecoConfig()
 
     def __post_init__(self):
-        _check(
-            self.model.resolution == self.data.resolution,
-            "model.resolution",
-            self.model.resolution,
-            f"equal to data.resolution ({self.data.resolution})",
-        )
+        self.model.upsampling_blocks(self.data.resolution)  # state_size fits the resolution
         if self.model.input_mode == "inference":
             _check(
                 self.model.input_frames < self.data.n_frames,
@@ -245,6 +247,11 @@ class RunConfig:
                 self.model.input_frames,
                 f"smaller than data.n_frames ({self.data.n_frames})",
             )
+
+    @property
+    def conditioning_frames(self) -> int:
+        """k, the frames the encoder of this run's model reads."""
+        return self.model.conditioning_frame_count(self.data.n_frames)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -262,16 +269,26 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> RunConfig:
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        """Read a config JSON file; a missing, unreadable or invalid file is a ConfigError."""
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise errors.ConfigError(
+                f"config file {str(path)!r} is not a readable RunConfig JSON file: {e}.",
+                "config") from None
+        try:
+            return cls.from_dict(d)
+        except errors.ConfigError as e:
+            raise errors.ConfigError(f"config file {str(path)!r}: {e}", e.field) from None
 
     def replace(self, **sections) -> RunConfig:
         """`cfg.replace(train=dict(steps=10))`: a copy with fields of sections replaced."""
         new = {}
         for name, changes in sections.items():
             if name not in {f.name for f in dataclasses.fields(self)}:
-                raise ValueError(
-                    f"Unknown config section {name!r}; valid: data, model, train, geco."
+                raise errors.ConfigError(
+                    f"Unknown config section {name!r}; valid: data, model, train, geco.", name
                 )
             new[name] = dataclass_from_dict(
                 type(getattr(self, name)),
@@ -284,13 +301,15 @@ class RunConfig:
 def dataclass_from_dict(cls, d: dict, prefix: str = ""):
     """`cls(**d)` for a config dataclass: nested sections, lists to tuples, unknown keys refused."""
     if not isinstance(d, dict):
-        raise ValueError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, got {d!r}.")
+        name = prefix.rstrip(".") or "config"
+        raise errors.ConfigError(f"`{name}` must be a mapping, got {d!r:.80}.", name)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise ValueError(
+        raise errors.ConfigError(
             f"Unknown config key(s) {[prefix + k for k in unknown]}; "
-            f"valid keys of `{prefix.rstrip('.') or 'config'}`: {sorted(fields)}."
+            f"valid keys of `{prefix.rstrip('.') or 'config'}`: {sorted(fields)}.",
+            prefix + unknown[0],
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -365,5 +384,6 @@ PRESETS = {"paper": paper, "small": small, "tiny": tiny}
 
 def preset(name: str, system: str = "pendulum") -> RunConfig:
     if name not in PRESETS:
-        raise ValueError(f"`preset` must be one of {sorted(PRESETS)}, got {name!r}.")
+        raise errors.ConfigError(
+            f"`preset` must be one of {sorted(PRESETS)}, got {name!r}.", "preset")
     return PRESETS[name](system)

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from hgn_tf.config import DataConfig
+from hgn_tf.errors import DataError
 
 __all__ = ["SPLITS", "build", "load", "load_arrays", "pipeline"]
 
@@ -44,12 +45,13 @@ def build(cfg: DataConfig, num_workers: int | None = None):
 
 def _tfds_split(cfg: DataConfig, split: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
+        raise DataError(f"`split` must be one of {SPLITS}, got {split!r}.", "split")
     if split == "test":
         return "test"
     if cfg.validation_fraction == 0:
         if split == "validation":
-            raise ValueError("`split='validation'` needs `validation_fraction` > 0, got 0.")
+            raise DataError("`split='validation'` needs `validation_fraction` > 0, got 0.",
+                            "validation_fraction")
         return "train"
     pct = round(100 * (1 - cfg.validation_fraction))
     return f"train[:{pct}%]" if split == "train" else f"train[{pct}%:]"
@@ -59,8 +61,13 @@ def load(cfg: DataConfig, split: str, *, shuffle_files: bool = False,
          keys=("frames",)) -> tf.data.Dataset:
     """The split as a dataset of dicts with `keys`; frames as float32 in [0, 1], cut to n_frames."""
     builder = build(cfg)
+    # The frames are stored zlib-compressed. TFDS 4.9.10's own Tensor decoder reads its deprecated
+    # `FeatureConnector.dtype` for such features (tensor_feature.py, `decode_example`) and logs a
+    # deprecation warning for every dataset; the same three ops are done here instead.
+    frames_shape = builder.info.features["frames"].shape
     ds = builder.as_dataset(split=_tfds_split(cfg, split), shuffle_files=shuffle_files,
-                            read_config=tfds.ReadConfig(shuffle_seed=0))
+                            read_config=tfds.ReadConfig(shuffle_seed=0),
+                            decoders={"frames": tfds.decode.SkipDecoding()})
     n = cfg.n_frames
 
     def prepare(ex):
@@ -68,7 +75,8 @@ def load(cfg: DataConfig, split: str, *, shuffle_files: bool = False,
         for k in keys:
             v = ex[k]
             if k == "frames":
-                v = tf.cast(v[:n], tf.float32) / 255.0
+                v = tf.io.decode_raw(tf.io.decode_compressed(v, "ZLIB"), tf.uint8)
+                v = tf.cast(tf.reshape(v, frames_shape)[:n], tf.float32) / 255.0
             elif k in ("q", "p", "q_noisy", "p_noisy", "energy", "t"):
                 v = v[:n]
             out[k] = v
@@ -84,7 +92,7 @@ def load_arrays(cfg: DataConfig, split: str, keys=("frames",), limit: int | None
         ds = ds.take(limit)
     batches = list(ds.batch(256).as_numpy_iterator())
     if not batches:
-        raise ValueError(f"Split {split!r} of {cfg.tfds_name} is empty.")
+        raise DataError(f"Split {split!r} of {cfg.tfds_name} is empty.", "split")
     return {k: np.concatenate([b[k] for b in batches]) for k in keys}
 
 

@@ -1,26 +1,31 @@
 """Evaluation of a trained run: Table-1 / Table-2 metrics, baselines and pictures.
 
-For each split (train, test), rollouts start from the posterior mean of the conditioning frames
-and run for the data's `n_frames`, at the training dt:
+For each split (train, test) the model reads its k conditioning frames (`input_frames` in
+inference mode, its training sequence length in autoencode mode), starts from the posterior mean
+and rolls out `horizon` frames (default: every stored frame, 30) at the training dt, whatever
+length it was trained on. The figures (pure functions of `hgn_tf.metrics`) are reported over the
+whole unroll and separately over the frames the encoder read (0..k-1) and the frames after them
+(k..horizon-1), each beside the two baselines:
 
-    pixel_mse             mean over sequences of the per-sequence pixel MSE over the unroll
-                          (HGN Table 1; printed x1e4 as in the paper), with `pixel_mse_std`
-    per_step_mse          [T]: the MSE of frame t, averaged over sequences (also a PNG curve)
+    pixel_mse             mean over sequences of the per-sequence pixel MSE (HGN Table 1; printed
+                          x1e4 as in the paper), with `pixel_mse_std`
+    per_step_mse          [horizon]: the MSE of frame t, averaged over sequences (a PNG curve)
     hamiltonian_variance  mean over sequences of Var_t H_gamma(q_t, p_t) (HGN Table 2; x1e4)
-    vpt                   valid prediction time (DeepMind's benchmark): the first frame whose
-                          MSE / mean(truth^2) exceeds 0.025, in frames (T if none), averaged
+    vpt, vpt_median       valid prediction time in frames (`hgn_tf.metrics`): mean and median
+                          over sequences (the mean hides a share of sequences at 0)
     baseline_mean_frame_mse    predicting the mean training frame everywhere
-    baseline_repeat_last_mse   repeating the last frame the encoder read (inference mode); in
-                               autoencode mode, where the encoder reads every frame, the first
-                               frame (the one the inferred state belongs to) is repeated
+    baseline_repeat_last_mse   repeating the last frame the encoder read (frame k-1)
+    read / after          the same MSE figures over frames 0..k-1 and k..horizon-1 ("after" is
+                          absent when the horizon ends at k)
 
 Pictures (in `<run>/eval/`): truth vs rollout, a backward rollout (roll forward to the last
 frame, then integrate with -dt back to the start, against the reversed truth), double and half
-speed rollouts, samples from the prior (PNG grids and GIFs), and the per-step MSE curve.
+speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -28,31 +33,34 @@ import numpy as np
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
-from hgn_tf import plots
+from hgn_tf import metrics, plots
+from hgn_tf.errors import check, positive_int
+from hgn_tf.physics import STORED_FRAMES
 from hgn_tf.train import load_run
 
-__all__ = ["evaluate", "rollout_metrics", "VPT_THRESHOLD"]
-
-VPT_THRESHOLD = 0.025
+__all__ = ["evaluate", "format_table", "rollout_report"]
 
 
-def rollout_metrics(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | None) -> dict:
-    """Metrics of predicted vs true frames [N, T, H, W, 3] (float in [0, 1])."""
-    err = np.mean((pred - truth) ** 2, axis=(2, 3, 4))  # [N, T]
-    per_seq = err.mean(axis=1)
-    power = np.mean(truth**2, axis=(2, 3, 4))
-    invalid = err / np.maximum(power, 1e-12) > VPT_THRESHOLD
-    t = err.shape[1]
-    vpt = np.where(invalid.any(axis=1), invalid.argmax(axis=1), t)
-    out = {
-        "pixel_mse": float(per_seq.mean()),
-        "pixel_mse_std": float(per_seq.std()),
-        "per_step_mse": [float(x) for x in err.mean(axis=0)],
-        "vpt": float(vpt.mean()),
-    }
+def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | None, *,
+                   mean_frame: np.ndarray, frames_read: int) -> dict:
+    """Every figure of one split from predicted and true frames [N, T, H, W, 3] in [0, 1]."""
+    anchor = min(frames_read, truth.shape[1]) - 1
+    report = metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor)
+    vpt = metrics.valid_prediction_time(pred, truth)
+    report.update(
+        per_step_mse=[float(x) for x in metrics.per_frame_mse(pred, truth).mean(axis=0)],
+        vpt=float(vpt.mean()),
+        vpt_median=float(np.median(vpt)),
+        n_sequences=int(len(truth)),
+        read=metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor,
+                                   window=slice(0, frames_read)),
+    )
+    if frames_read < truth.shape[1]:
+        report["after"] = metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor,
+                                                window=slice(frames_read, None))
     if energy is not None:
-        out["hamiltonian_variance"] = float(np.var(energy, axis=1).mean())
-    return out
+        report["hamiltonian_variance"] = float(metrics.energy_variance(energy).mean())
+    return report
 
 
 def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float):
@@ -69,25 +77,39 @@ def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float
 def evaluate(
     run_dir,
     *,
+    horizon: int | None = None,
     max_sequences: int = 512,
     batch_size: int = 32,
     pictures: bool = True,
     verbose: bool = True,
 ) -> dict:
-    """Evaluate the run in `run_dir`; writes `<run_dir>/eval/metrics.json` and pictures."""
-    if max_sequences <= 0:
-        raise ValueError(f"`max_sequences` must be positive, got {max_sequences!r}.")
+    """Evaluate the run in `run_dir`; writes `<run_dir>/eval/metrics.json` and pictures.
+
+    Args:
+      horizon: frames to roll out and score (1..30; None: all 30 stored frames).
+      max_sequences: sequences of each split to score.
+      batch_size: sequences per rollout call.
+    """
+    max_sequences = positive_int("max_sequences", max_sequences)
+    batch_size = positive_int("batch_size", batch_size)
+    horizon = STORED_FRAMES if horizon is None else positive_int("horizon", horizon)
+    check(horizon <= STORED_FRAMES, "horizon", horizon,
+          f"at most {STORED_FRAMES} (the stored sequence length)")
     run_dir = pathlib.Path(run_dir)
     cfg, model = load_run(run_dir)
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     mc = cfg.model
-    t = cfg.data.n_frames
-    train_frames = data_lib.load_arrays(cfg.data, "train", limit=max_sequences)["frames"]
-    mean_frame = train_frames.mean(axis=(0, 1), keepdims=True)
-    metrics = {
+    k = model.conditioning_frame_count
+    check(horizon >= k, "horizon", horizon, f"at least the {k} frames the encoder reads")
+    data_cfg = dataclasses.replace(cfg.data, n_frames=horizon)
+    train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
+    mean_frame = train_frames.mean(axis=(0, 1))
+    metrics_out = {
         "system": cfg.data.system,
-        "n_frames": t,
+        "horizon": horizon,
+        "frames_read": k,
+        "trained_frames": cfg.data.n_frames,
         "dt": mc.dt,
         "integrator": mc.integrator,
         "input_mode": mc.input_mode,
@@ -96,58 +118,62 @@ def evaluate(
         truth = (
             train_frames
             if split == "train"
-            else data_lib.load_arrays(cfg.data, "test", limit=max_sequences)["frames"]
+            else data_lib.load_arrays(data_cfg, "test", limit=max_sequences)["frames"]
         )
-        pred, energy = _predict(model, truth, batch_size, t, mc.dt)
-        m = rollout_metrics(pred, truth, energy)
-        m["baseline_mean_frame_mse"] = float(np.mean((truth - mean_frame) ** 2))
-        anchor = mc.input_frames - 1 if mc.input_mode == "inference" else 0
-        m["baseline_repeat_last_mse"] = float(np.mean((truth - truth[:, anchor : anchor + 1]) ** 2))
-        m["n_sequences"] = int(len(truth))
-        metrics[split] = m
+        pred, energy = _predict(model, truth, batch_size, horizon, mc.dt)
+        metrics_out[split] = rollout_report(pred, truth, energy, mean_frame=mean_frame,
+                                            frames_read=k)
         if split == "test":
             test_truth, test_pred = truth, pred
     with open(out_dir / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+        json.dump(metrics_out, f, indent=2)
     plots.line_plot(
         out_dir / "per_step_mse.png",
-        {s: (np.arange(t), metrics[s]["per_step_mse"]) for s in ("train", "test")},
+        {s: (np.arange(horizon), metrics_out[s]["per_step_mse"]) for s in ("train", "test")},
         xlabel="frame",
         ylabel="pixel MSE",
-        title=f"{cfg.data.system}: per-step MSE",
+        title=f"{cfg.data.system}: per-step MSE (encoder reads frames 0-{k - 1})",
+        vline=k - 0.5,
     )
     if pictures:
-        _pictures(model, cfg, test_truth, test_pred, out_dir)
+        _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k)
     if verbose:
-        print(format_table(metrics))
-    return metrics
+        print(format_table(metrics_out))
+    return metrics_out
 
 
-def format_table(metrics: dict) -> str:
-    rows = ["split  pixel_mse(x1e4)      H_var(x1e4)  vpt   mean-frame(x1e4)  repeat-last(x1e4)"]
+def format_table(metrics_out: dict) -> str:
+    """The figures of `evaluate` as a text table (x1e4), one row per split and window."""
+    k, horizon = metrics_out["frames_read"], metrics_out["horizon"]
+    rows = [f"frames 0-{k - 1} read by the encoder, {horizon} scored",
+            "split  frames  pixel_mse(x1e4)    /mean-frame  mean-frame  repeat-last  "
+            "H_var(x1e4)  vpt mean/median"]
     for s in ("train", "test"):
-        m = metrics[s]
+        m = metrics_out[s]
         hv = m.get("hamiltonian_variance")
-        rows.append(
-            f"{s:5}  {m['pixel_mse'] * 1e4:7.2f} +- {m['pixel_mse_std'] * 1e4:6.2f}  "
-            f"{(hv * 1e4 if hv is not None else float('nan')):11.3f}  {m['vpt']:4.1f}  "
-            f"{m['baseline_mean_frame_mse'] * 1e4:16.2f}  "
-            f"{m['baseline_repeat_last_mse'] * 1e4:17.2f}"
-        )
+        windows = [("all", m), ("read", m["read"])] + (
+            [("after", m["after"])] if "after" in m else [])
+        for name, w in windows:
+            extra = (f"  {(hv * 1e4 if hv is not None else float('nan')):11.3f}  "
+                     f"{m['vpt']:4.1f}/{m['vpt_median']:4.1f}") if name == "all" else ""
+            rows.append(
+                f"{s:5}  {name:6}  {w['pixel_mse'] * 1e4:7.2f} +- {w['pixel_mse_std'] * 1e4:6.2f}"
+                f"  {w['ratio_to_mean_frame']:11.2f}  {w['baseline_mean_frame_mse'] * 1e4:10.2f}"
+                f"  {w['baseline_repeat_last_mse'] * 1e4:11.2f}{extra}"
+            )
     return "\n".join(rows)
 
 
-def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, n: int = 4):
-    mc, t = cfg.model, cfg.data.n_frames
+def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4):
+    mc, t = cfg.model, truth.shape[1]
     x = tf.constant(truth[:n])
     plots.grid_png(
         [truth[i : i + 1] for i in range(n)] + [pred[i : i + 1] for i in range(n)],
         out_dir / "rollout_vs_truth.png",
         labels=[f"truth {i}" for i in range(n)] + [f"model {i}" for i in range(n)],
+        mark_after=frames_read - 1,
     )
-    plots.sequences_gif(
-        np.concatenate([truth[:n], pred[:n]], axis=0), out_dir / "rollout_vs_truth.gif"
-    )
+    plots.animations(np.concatenate([truth[:n], pred[:n]], axis=0), out_dir / "rollout_vs_truth")
     # Backward: forward to the last frame, then -dt back to frame 0, against the reversed truth.
     q0, p0, _ = model.encode(model.conditioning_frames(x))
     qs, ps = model.integrate(q0, p0, t, mc.dt)
@@ -158,7 +184,7 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, n: int = 4):
         out_dir / "backward.png",
         labels=[f"truth rev {i}" for i in range(n)] + [f"back {i}" for i in range(n)],
     )
-    plots.sequences_gif(back, out_dir / "backward.gif")
+    plots.animations(back, out_dir / "backward")
     fast = model.rollout(x, t, 2 * mc.dt)["frames"].numpy()
     slow = model.rollout(x, t, 0.5 * mc.dt)["frames"].numpy()
     plots.grid_png(
@@ -168,8 +194,8 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, n: int = 4):
         + [f"2x {i}" for i in range(n)]
         + [f"0.5x {i}" for i in range(n)],
     )
-    plots.sequences_gif(np.concatenate([pred[:n], fast, slow]), out_dir / "speeds.gif")
+    plots.animations(np.concatenate([pred[:n], fast, slow]), out_dir / "speeds")
     if not mc.deterministic:
         samples = model.sample(8, t, seed=tf.constant([cfg.train.seed, 1]))["frames"].numpy()
         plots.grid_png(samples, out_dir / "samples.png")
-        plots.sequences_gif(samples, out_dir / "samples.gif")
+        plots.animations(samples, out_dir / "samples")

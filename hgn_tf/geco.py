@@ -48,6 +48,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from hgn_tf.errors import ConfigError
+
 __all__ = ["MODES", "GecoConfig", "GecoStep", "diverged", "evaluation_loss", "geco_update"]
 
 MODES = ("geco", "fixed_beta")
@@ -71,7 +73,7 @@ class GecoConfig:
         beta: weight on the KL in fixed-beta mode, >= 0 (unused in "geco" mode).
 
     Raises:
-        ValueError: naming the field, the value and the allowed range, for any invalid field.
+        ConfigError: naming the field, the value and the allowed range, for any invalid field.
     """
 
     mode: str = "geco"
@@ -84,7 +86,8 @@ class GecoConfig:
 
     def __post_init__(self):
         if self.mode not in MODES:
-            raise ValueError(f"GecoConfig.mode must be one of {MODES}, got {self.mode!r}.")
+            raise ConfigError(f"GecoConfig.mode must be one of {MODES}, got {self.mode!r}.",
+                              "geco.mode")
         self._check("kappa", lambda v: 0 < v < math.inf, "a finite number > 0")
         self._check("alpha", lambda v: 0 <= v < 1, "a number in [0, 1)")
         self._check("nu", lambda v: 0 < v < math.inf, "a finite number > 0")
@@ -96,9 +99,10 @@ class GecoConfig:
             or not all(_is_real(v) for v in clip)
             or not 0 < clip[0] < clip[1] < math.inf
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"GecoConfig.clip must be a pair (low, high) with 0 < low < high < inf, "
-                f"got {clip!r}."
+                f"got {clip!r}.",
+                "geco.clip",
             )
         object.__setattr__(self, "clip", (float(clip[0]), float(clip[1])))
         low, high = self.clip
@@ -111,7 +115,8 @@ class GecoConfig:
     def _check(self, field: str, is_valid, allowed: str):
         value = getattr(self, field)
         if not _is_real(value) or not is_valid(value):
-            raise ValueError(f"GecoConfig.{field} must be {allowed}, got {value!r}.")
+            raise ConfigError(f"GecoConfig.{field} must be {allowed}, got {value!r}.",
+                              f"geco.{field}")
 
 
 class GecoStep(NamedTuple):

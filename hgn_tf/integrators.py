@@ -7,8 +7,12 @@ Hamilton's equations for a state (q, p) and a Hamiltonian H(q, p):
 
 Every integrator here takes BOTH derivatives from `hamiltonian` by automatic differentiation:
 dq/dt comes from dH/dp, never from p itself. (The public PyTorch reproduction of HGN moved q by
-p in its leapfrog and Yoshida steps, which is only right for H = p^2/2 + V(q); see
-REFERENCE.md section 5.)
+p in its leapfrog and Yoshida steps, which is only right for H = p^2/2 + V(q), and evaluated its
+RK4's fourth stage at a half step: Balsells Rodas, Canal and Taschin, "[Re] Hamiltonian Generative
+Networks", ReScience C 7(2), 2021, and the open issue on its code. The schemes themselves:
+Hairer, Lubich and Wanner, "Geometric Numerical Integration", 2nd ed., Springer 2006, sections
+II.1 and II.4 (Stormer-Verlet and compositions); Yoshida, "Construction of higher order
+symplectic integrators", Phys. Lett. A 150, 1990.)
 
 Integrators are data, in the style of diffrax:
 
@@ -59,6 +63,8 @@ import math
 from collections.abc import Callable
 
 import tensorflow as tf
+
+from hgn_tf.errors import ConfigError
 
 __all__ = [
     "NAMES",
@@ -190,26 +196,26 @@ class ButcherTableau:
     def __post_init__(self):
         stages = len(self.b)
         if stages == 0:
-            raise ValueError("ButcherTableau.b must have at least one weight, got ().")
+            raise ConfigError("ButcherTableau.b must have at least one weight, got ().", "b")
         if len(self.c) != stages or len(self.a) != stages:
-            raise ValueError(
+            raise ConfigError(
                 f"ButcherTableau needs len(c) == len(a) == len(b); got len(c)={len(self.c)}, "
-                f"len(a)={len(self.a)}, len(b)={stages}."
+                f"len(a)={len(self.a)}, len(b)={stages}.", "a"
             )
         for i, row in enumerate(self.a):
             if len(row) != i:
-                raise ValueError(
+                raise ConfigError(
                     f"ButcherTableau.a row {i} must have {i} entries (explicit method: strictly "
-                    f"lower triangular), got {row!r}."
+                    f"lower triangular), got {row!r}.", "a"
                 )
             if not math.isclose(sum(row), self.c[i], abs_tol=_COEFFICIENT_ATOL):
-                raise ValueError(
+                raise ConfigError(
                     f"ButcherTableau row {i}: sum(a[{i}]) = {sum(row)!r} must equal "
-                    f"c[{i}] = {self.c[i]!r}."
+                    f"c[{i}] = {self.c[i]!r}.", "a"
                 )
         if not math.isclose(sum(self.b), 1.0, abs_tol=_COEFFICIENT_ATOL):
-            raise ValueError(
-                f"ButcherTableau.b must sum to 1, got sum({self.b!r}) = {sum(self.b)!r}."
+            raise ConfigError(
+                f"ButcherTableau.b must sum to 1, got sum({self.b!r}) = {sum(self.b)!r}.", "b"
             )
 
     def _a(self, i, j):
@@ -227,7 +233,8 @@ class ButcherTableau:
                      sum_ij b_i a_ij c_j^2 = 1/12,  sum_ijk b_i a_ij a_jk c_k = 1/24
         """
         if not 1 <= order <= 4:
-            raise ValueError(f"order must be in 1..4 (the conditions checked here), got {order!r}.")
+            raise ConfigError(
+                f"order must be in 1..4 (the conditions checked here), got {order!r}.", "order")
         s, b, c, a = len(self.b), self.b, self.c, self._a
         r = range(s)
         ac = [sum(a(i, j) * c[j] for j in r) for i in r]  # (A c)_i
@@ -270,21 +277,21 @@ class ExplicitRungeKutta(Integrator):
         tableau: the `ButcherTableau`.
 
     Raises:
-        ValueError: if the tableau does not have exactly the declared order.
+        ConfigError: if the tableau does not have exactly the declared order.
     """
 
     symplectic = False
 
     def __init__(self, name: str, order: int, tableau: ButcherTableau):
         if not tableau.satisfies_order(order):
-            raise ValueError(
+            raise ConfigError(
                 f"ExplicitRungeKutta {name!r}: the tableau does not satisfy the order conditions "
-                f"for the declared order={order!r}."
+                f"for the declared order={order!r}.", "order"
             )
         if order < 4 and tableau.satisfies_order(order + 1):
-            raise ValueError(
+            raise ConfigError(
                 f"ExplicitRungeKutta {name!r}: the tableau has order >= {order + 1}, but "
-                f"order={order!r} was declared; declare the true order."
+                f"order={order!r} was declared; declare the true order.", "order"
             )
         self.name = name
         self.order = order
@@ -338,7 +345,7 @@ class SymplecticComposition(Integrator):
         weights: sub-step fractions w_1..w_m; must be palindromic and sum to 1.
 
     Raises:
-        ValueError: if the weights are not palindromic, do not sum to 1, or do not give exactly
+        ConfigError: if the weights are not palindromic, do not sum to 1, or do not give exactly
             the declared order.
     """
 
@@ -347,30 +354,31 @@ class SymplecticComposition(Integrator):
     def __init__(self, name: str, order: int, weights: tuple):
         weights = tuple(float(w) for w in weights)
         if not weights:
-            raise ValueError(f"SymplecticComposition {name!r}: weights must be non-empty, got ().")
+            raise ConfigError(
+                f"SymplecticComposition {name!r}: weights must be non-empty, got ().", "weights")
         if not math.isclose(sum(weights), 1.0, abs_tol=_COEFFICIENT_ATOL):
-            raise ValueError(
+            raise ConfigError(
                 f"SymplecticComposition {name!r}: weights must sum to 1, got "
-                f"sum({weights!r}) = {sum(weights)!r}."
+                f"sum({weights!r}) = {sum(weights)!r}.", "weights"
             )
         if any(
             not math.isclose(w, v, abs_tol=_COEFFICIENT_ATOL)
             for w, v in zip(weights, reversed(weights))
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"SymplecticComposition {name!r}: weights must be palindromic (a symmetric "
-                f"composition, hence time-reversible), got {weights!r}."
+                f"composition, hence time-reversible), got {weights!r}.", "weights"
             )
         if order not in (2, 4):
-            raise ValueError(
+            raise ConfigError(
                 f"SymplecticComposition {name!r}: order must be 2 or 4 (the orders whose "
-                f"conditions are checked here), got {order!r}."
+                f"conditions are checked here), got {order!r}.", "order"
             )
         has_order_4 = math.isclose(sum(w**3 for w in weights), 0.0, abs_tol=_COEFFICIENT_ATOL)
         if has_order_4 != (order == 4):
-            raise ValueError(
+            raise ConfigError(
                 f"SymplecticComposition {name!r}: declared order={order!r}, but sum(w^3) = "
-                f"{sum(w**3 for w in weights)!r} gives order {4 if has_order_4 else 2}."
+                f"{sum(w**3 for w in weights)!r} gives order {4 if has_order_4 else 2}.", "order"
             )
         self.name = name
         self.order = order
@@ -413,19 +421,20 @@ _REGISTRY = {
     ),
 }
 
-NAMES = tuple(_REGISTRY)  # ("euler", "leapfrog", "rk4", "yoshida")
+NAMES = tuple(_REGISTRY)
 
 
 def get(name: str) -> Integrator:
     """Returns the integrator registered under `name` (one of `NAMES`).
 
     Raises:
-        ValueError: if `name` is not one of `NAMES`.
+        ConfigError: if `name` is not one of `NAMES`.
     """
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"Unknown integrator {name!r}; valid names are {NAMES}.") from None
+        raise ConfigError(f"Unknown integrator {name!r}; valid names are {NAMES}.",
+                          "integrator") from None
 
 
 def integrate(
@@ -455,7 +464,7 @@ def integrate(
         (qs, ps), each of shape [n_steps + 1, B, ...]; index 0 is the initial state.
 
     Raises:
-        ValueError: if n_steps is a negative python int.
+        ConfigError: if n_steps is a negative python int.
         TypeError: if `integrator` is not an `Integrator` (pass `get(name)` for a name).
     """
     if not isinstance(integrator, Integrator):
@@ -464,7 +473,7 @@ def integrate(
             f"got {integrator!r}."
         )
     if isinstance(n_steps, bool) or (isinstance(n_steps, int) and n_steps < 0):
-        raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}.")
+        raise ConfigError(f"n_steps must be a non-negative integer, got {n_steps!r}.", "n_steps")
     q0, p0, dt = _prepare(q0, p0, dt)
     n_steps = tf.cast(n_steps, tf.int32)
 

@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 from hgn_tf import geco as geco_lib
 from hgn_tf import integrators, networks
 from hgn_tf.config import GecoConfig, ModelConfig, dataclass_from_dict
+from hgn_tf.errors import ConfigError, positive_int
 
 tfd = tfp.distributions
 
@@ -42,10 +43,14 @@ class HGN(keras.Model):
       config: `ModelConfig` (or its dict) -- architecture and variant.
       geco: `GecoConfig` (or its dict) -- the objective's multiplier rule.
       seed: seeds posterior sampling (weights are seeded by `keras.utils.set_random_seed`).
+      resolution: pixels a side of the frames (the data's `DataConfig.resolution`).
+      sequence_length: frames per training sequence (the data's `DataConfig.n_frames`); in
+        autoencode mode the encoder reads that many frames.
     """
 
     def __init__(self, config: ModelConfig | dict | None = None,
-                 geco: GecoConfig | dict | None = None, seed: int = 0, **kwargs):
+                 geco: GecoConfig | dict | None = None, seed: int = 0, *,
+                 resolution: int = 32, sequence_length: int = 30, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             config = dataclass_from_dict(ModelConfig, config)
@@ -54,9 +59,11 @@ class HGN(keras.Model):
         self.config = config or ModelConfig()
         self.geco_config = geco or GecoConfig()
         self.seed = seed
+        self.resolution = positive_int("resolution", resolution)
+        self.sequence_length = positive_int("sequence_length", sequence_length)
         c = self.config
         latent = c.latent_channels
-        blocks = c.upsampling_blocks
+        blocks = c.upsampling_blocks(self.resolution)
         posterior_params = 1 if c.deterministic else 2
         if c.use_f_psi:
             self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
@@ -102,11 +109,15 @@ class HGN(keras.Model):
         c = self.config
         return (c.state_size, c.state_size, c.latent_channels)
 
+    @property
+    def conditioning_frame_count(self) -> int:
+        """k, the frames the encoder reads: `input_frames` (inference) or `sequence_length`."""
+        return self.config.conditioning_frame_count(self.sequence_length)
+
     def conditioning_frames(self, frames):
-        """The frames the encoder reads: all (autoencode) or the first `input_frames`."""
-        if self.config.input_mode == "inference":
-            return frames[:, : self.config.input_frames]
-        return frames
+        """The first k frames of `frames` [B, >=k, H, W, 3]: what the encoder reads."""
+        k = self.conditioning_frame_count
+        return tf.ensure_shape(frames[:, :k], [None, k, *frames.shape[2:]])
 
     def posterior(self, frames):
         """q_phi(. | frames) as a TFP distribution over z (or over s0 without f_psi).
@@ -114,7 +125,8 @@ class HGN(keras.Model):
         Deterministic models have no posterior: this raises for them.
         """
         if self.config.deterministic:
-            raise ValueError("A deterministic HGN (`deterministic=True`) has no posterior.")
+            raise ConfigError("A deterministic HGN (`deterministic=True`) has no posterior.",
+                              "deterministic")
         params = self.encoder(frames)
         mean, log_var = tf.split(params, 2, axis=-1)
         scale = tf.exp(0.5 * tf.clip_by_value(log_var, -20.0, 10.0))
@@ -153,7 +165,7 @@ class HGN(keras.Model):
     def hamiltonian(self, q, p):
         """The learned energy H_gamma(q, p) -> [B]."""
         if self.hamiltonian_net is None:
-            raise ValueError("`dynamics='direct'` models have no Hamiltonian.")
+            raise ConfigError("`dynamics='direct'` models have no Hamiltonian.", "dynamics")
         return self.hamiltonian_net(q, p)
 
     def decode(self, q):
@@ -215,11 +227,12 @@ class HGN(keras.Model):
         `keras.random.SeedGenerator`.
         """
         if self.config.deterministic:
-            raise ValueError("A deterministic HGN (`deterministic=True`) cannot sample.")
+            raise ConfigError("A deterministic HGN (`deterministic=True`) cannot sample.",
+                              "deterministic")
         c = self.config
         dt = c.dt if dt is None else dt
         if c.use_f_psi:
-            shape = [n, c.resolution, c.resolution, c.z_channels]
+            shape = [n, self.resolution, self.resolution, c.z_channels]
         else:
             shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]
         seed = seed if seed is not None else self.seed_generator.next()
@@ -300,16 +313,17 @@ class HGN(keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.recon_tracker, self.kl_tracker]
 
-    def build_for(self, n_frames):
-        """Create every weight by running one forward pass on zeros."""
-        r = self.config.resolution
-        self.objective_terms(tf.zeros([1, n_frames, r, r, 3]), training=False)
+    def build_all(self):
+        """Create every weight by running one forward pass on a zero training sequence."""
+        r = self.resolution
+        self.objective_terms(tf.zeros([1, self.sequence_length, r, r, 3]), training=False)
         self.built = True
 
     def get_config(self):
         import dataclasses
         return {**super().get_config(), "config": dataclasses.asdict(self.config),
-                "geco": dataclasses.asdict(self.geco_config), "seed": self.seed}
+                "geco": dataclasses.asdict(self.geco_config), "seed": self.seed,
+                "resolution": self.resolution, "sequence_length": self.sequence_length}
 
     @classmethod
     def from_config(cls, config):

@@ -1,6 +1,8 @@
-"""Pictures for people: frame grids (PNG), animations (GIF) and curves (matplotlib, Agg).
+"""Pictures for people: frame grids (PNG), animations (GIF, MP4) and curves (matplotlib, Agg).
 
-Frames may be uint8 in [0, 255] or float in [0, 1]. numpy / Pillow / matplotlib only.
+Frames may be uint8 in [0, 255] or float in [0, 1]. GIFs and PNGs are written with Pillow, MP4s
+with OpenCV's VideoWriter (MPEG-4 part 2, which every browser and player opens, with no codec
+library beyond OpenCV's own).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["to_uint8", "grid_png", "sequences_gif", "line_plot", "scatter_plot"]
+__all__ = ["to_uint8", "grid_png", "sequences_gif", "sequences_mp4", "animations", "line_plot",
+           "scatter_plot"]
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -24,13 +27,15 @@ def _upscale(img: np.ndarray, scale: int) -> np.ndarray:
     return img.repeat(scale, axis=-3).repeat(scale, axis=-2) if scale > 1 else img
 
 
-def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None) -> pathlib.Path:
+def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None,
+             mark_after: int | None = None) -> pathlib.Path:
     """Write a grid: one row per sequence, one column per frame.
 
     Args:
       rows: [R, T, H, W, 3] (or a list of such arrays with equal T, H, W: concatenated).
       path: output .png.
       labels: optional row labels (drawn at the left with Pillow's default font).
+      mark_after: draw a red bar after this frame index (e.g. the last frame the encoder read).
     """
     from PIL import Image, ImageDraw
 
@@ -39,11 +44,20 @@ def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None) -> pathli
     rows = _upscale(to_uint8(rows), scale)
     r, t, h, w, _ = rows.shape
     left = 70 if labels else 0
-    canvas = np.full((r * (h + gap) + gap, left + t * (w + gap) + gap, 3), 255, np.uint8)
+    if mark_after is not None and 0 <= mark_after < t - 1:
+        gap = max(gap, 1)
+        canvas_w = left + t * (w + gap) + gap + 2
+    else:
+        mark_after, canvas_w = None, left + t * (w + gap) + gap
+    canvas = np.full((r * (h + gap) + gap, canvas_w, 3), 255, np.uint8)
     for i in range(r):
         for j in range(t):
-            y, x = gap + i * (h + gap), left + gap + j * (w + gap)
+            shift = 2 if mark_after is not None and j > mark_after else 0
+            y, x = gap + i * (h + gap), left + gap + j * (w + gap) + shift
             canvas[y:y + h, x:x + w] = rows[i, j]
+    if mark_after is not None:
+        x = left + gap + (mark_after + 1) * (w + gap) - gap
+        canvas[:, x : x + gap + 2] = (220, 0, 0)
     img = Image.fromarray(canvas)
     if labels:
         draw = ImageDraw.Draw(img)
@@ -59,18 +73,50 @@ def sequences_gif(sequences, path, *, scale: int = 3, fps: int = 8, gap: int = 2
     """Write an animated GIF showing the sequences [N, T, H, W, 3] side by side."""
     from PIL import Image
 
-    seq = _upscale(to_uint8(sequences), scale)
-    n, t, h, w, _ = seq.shape
-    frames = []
-    for j in range(t):
-        canvas = np.full((h + 2 * gap, n * (w + gap) + gap, 3), 255, np.uint8)
-        for i in range(n):
-            canvas[gap:gap + h, gap + i * (w + gap):gap + i * (w + gap) + w] = seq[i, j]
-        frames.append(Image.fromarray(canvas))
+    frames = [Image.fromarray(frame) for frame in _side_by_side(sequences, scale, gap)]
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return path
+
+
+def _side_by_side(sequences, scale: int, gap: int) -> np.ndarray:
+    """[N, T, H, W, 3] -> [T, H', W', 3] uint8: the N sequences side by side on white."""
+    seq = _upscale(to_uint8(sequences), scale)
+    n, t, h, w, _ = seq.shape
+    canvas = np.full((t, h + 2 * gap, n * (w + gap) + gap, 3), 255, np.uint8)
+    for i in range(n):
+        canvas[:, gap:gap + h, gap + i * (w + gap):gap + i * (w + gap) + w] = seq[i]
+    return canvas
+
+
+def sequences_mp4(sequences, path, *, scale: int = 3, fps: int = 8, gap: int = 2) -> pathlib.Path:
+    """Write an MP4 (MPEG-4 part 2) showing the sequences [N, T, H, W, 3] side by side."""
+    import cv2
+
+    frames = _side_by_side(sequences, scale, gap)
+    # Most players want even dimensions; pad with white.
+    t, h, w, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=255)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                             (frames.shape[2], frames.shape[1]))
+    if not writer.isOpened():
+        raise OSError(f"OpenCV cannot write an MP4 at {str(path)!r}.")
+    try:
+        for frame in frames:
+            writer.write(frame[..., ::-1])  # OpenCV wants BGR
+    finally:
+        writer.release()
+    return path
+
+
+def animations(sequences, stem, **kwargs) -> tuple[pathlib.Path, pathlib.Path]:
+    """`stem`.gif and `stem`.mp4 of the same sequences (see `sequences_gif`)."""
+    stem = pathlib.Path(stem)
+    return (sequences_gif(sequences, stem.with_suffix(".gif"), **kwargs),
+            sequences_mp4(sequences, stem.with_suffix(".mp4"), **kwargs))
 
 
 @contextlib.contextmanager
@@ -102,11 +148,13 @@ def _axes(path, *, xlabel: str, ylabel: str, title: str, logx: bool = False, log
 
 
 def line_plot(path, series: dict, *, xlabel: str, ylabel: str, title: str = "",
-              logy: bool = False) -> pathlib.Path:
-    """`series`: {label: (xs, ys)}."""
+              logy: bool = False, vline: float | None = None) -> pathlib.Path:
+    """`series`: {label: (xs, ys)}; `vline`: an x at which to draw a dashed vertical line."""
     with _axes(path, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy) as ax:
         for label, (xs, ys) in series.items():
             ax.plot(xs, ys, label=label, marker=".")
+        if vline is not None:
+            ax.axvline(vline, color="grey", linestyle="--", linewidth=1)
         ax.legend()
     return pathlib.Path(path)
 

@@ -23,7 +23,8 @@ import keras
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
-from hgn_tf.config import RunConfig
+from hgn_tf.config import STRATEGIES, RunConfig
+from hgn_tf.errors import ConfigError, RunError
 from hgn_tf.model import HGN
 
 __all__ = ["train", "load_run", "make_strategy", "build_model", "WEIGHTS_FILE", "CONFIG_FILE"]
@@ -37,14 +38,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise ValueError(f"`strategy` must be one of ('default', 'mirrored'), got {name!r}.")
+    raise ConfigError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.", "strategy")
 
 
 def build_model(cfg: RunConfig) -> HGN:
     """A compiled HGN with every weight created (seeded by `cfg.train.seed`)."""
     keras.utils.set_random_seed(cfg.train.seed)
-    model = HGN(cfg.model, cfg.geco, seed=cfg.train.seed)
-    model.build_for(cfg.data.n_frames)
+    model = HGN(cfg.model, cfg.geco, seed=cfg.train.seed, resolution=cfg.data.resolution,
+                sequence_length=cfg.data.n_frames)
+    model.build_all()
     model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate))
     # Create Adam's slots now, so that any checkpoint load (BackupAndRestore, keras-tuner's
     # Hyperband, `load_run`) restores the optimizer state too instead of skipping it.
@@ -57,9 +59,10 @@ def _check_run_dir(cfg: RunConfig, run_dir: pathlib.Path) -> None:
     if path.exists():
         saved = RunConfig.load(path)
         if saved != cfg:
-            raise ValueError(
+            raise RunError(
                 f"`run_dir` {str(run_dir)!r} holds a run with another config; resume it with the "
-                f"same config (`hgn train --run-dir {run_dir}` reads it) or choose a new folder.")
+                f"same config (`hgn train --run-dir {run_dir}` reads it) or choose a new folder.",
+                "run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     cfg.save(tmp)
@@ -96,7 +99,8 @@ def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         *callbacks,
     ]
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=t.steps_per_epoch,
+    # shuffle=False: the tf.data pipeline shuffles (seeded); fit's own shuffle ignores datasets.
+    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=t.steps_per_epoch, shuffle=False,
                         validation_data=val_ds,
                         validation_steps=t.validation_steps if val_ds is not None else None,
                         callbacks=cbs, verbose=verbose)
@@ -108,12 +112,13 @@ def load_run(run_dir) -> tuple[RunConfig, HGN]:
     """The config and the trained model of a finished run."""
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
-        raise ValueError(f"`run_dir` {str(run_dir)!r} has no {CONFIG_FILE}: not a training run.")
+        raise RunError(f"`run_dir` {str(run_dir)!r} has no {CONFIG_FILE}: not a training run.",
+                       "run_dir")
     cfg = RunConfig.load(run_dir / CONFIG_FILE)
     weights = run_dir / WEIGHTS_FILE
     if not weights.exists():
-        raise ValueError(f"`run_dir` {str(run_dir)!r} has no {WEIGHTS_FILE}: training has not "
-                         f"finished (run `hgn train --run-dir {run_dir}` to resume it).")
+        raise RunError(f"`run_dir` {str(run_dir)!r} has no {WEIGHTS_FILE}: training has not "
+                       f"finished (run `hgn train --run-dir {run_dir}` to resume it).", "run_dir")
     model = build_model(cfg)
     model.load_weights(str(weights))
     return cfg, model

@@ -37,3 +37,23 @@ def test_unknown_system_is_rejected_by_the_parser(capsys):
         cli.main(["data", "show", "spring"])
     assert e.value.code == 2
     assert "invalid choice: 'spring'" in capsys.readouterr().err
+
+
+def _sub_commands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _sub_commands(sub, (*prefix, name))
+
+
+def test_every_option_of_every_sub_command_has_help_text():
+    missing = []
+    for path, sub in _sub_commands(cli.build_parser()):
+        for action in sub._actions:
+            if action.dest != "help" and not action.help:
+                name = "/".join(action.option_strings) or action.dest
+                missing.append(f"hgn {' '.join(path)} {name}")
+    assert not missing, missing

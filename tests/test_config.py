@@ -3,18 +3,19 @@
 import pytest
 
 from hgn_tf import config as C
+from hgn_tf.errors import ConfigError
 
 
 def test_paper_preset_matches_the_paper():
     cfg = C.paper("pendulum")
     assert (cfg.train.batch_size, cfg.train.learning_rate, cfg.train.steps) == (16, 1.5e-4, 15_000)
     m = cfg.model
-    assert (m.integrator, m.dt, m.resolution, m.state_size, m.latent_channels) == (
+    assert (m.integrator, m.dt, cfg.data.resolution, m.state_size, m.latent_channels) == (
         "leapfrog", 0.125, 32, 4, 16)
     # Encoder: 8 layers, 32 then 64 x 6, then 48 (z).
     assert m.encoder_filters == (32,) + (64,) * 6 and m.z_channels == 48
     assert (m.hamiltonian_layers, m.hamiltonian_filters, m.decoder_filters) == (6, 64, 64)
-    assert m.upsampling_blocks == 3
+    assert m.upsampling_blocks(cfg.data.resolution) == 3
     assert cfg.data.n_frames == 30 and cfg.data.max_examples is None
     g = cfg.geco
     assert (g.mode, g.kappa, g.alpha, g.initial_multiplier, g.nu) == ("geco", 0.033, 0.99, 1.0, 0.1)
@@ -29,8 +30,23 @@ def test_json_round_trip(tmp_path):
 def test_unknown_key_is_an_error_naming_it():
     d = C.tiny().to_dict()
     d["model"]["integrater"] = "leapfrog"
-    with pytest.raises(ValueError, match=r"model\.integrater"):
+    with pytest.raises(ConfigError, match=r"model\.integrater") as e:
         C.RunConfig.from_dict(d)
+    assert e.value.field == "model.integrater"
+
+
+def test_config_files_that_are_not_configs_are_named(tmp_path):
+    not_json = tmp_path / "passwd"
+    not_json.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for path in (not_json, tmp_path / "missing.json"):
+        with pytest.raises(ConfigError, match=str(path)) as e:
+            C.RunConfig.load(path)
+        assert e.value.field == "config"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": {"steps": -1}}')
+    with pytest.raises(ConfigError, match=f"{bad}.*steps.*-1") as e:
+        C.RunConfig.load(bad)
+    assert e.value.field == "steps"
 
 
 @pytest.mark.parametrize("section, field, value, words", [
@@ -45,12 +61,24 @@ def test_unknown_key_is_an_error_naming_it():
     ("geco", "alpha", 1.5, "alpha.*1.5"),
 ])
 def test_bad_values_name_field_value_and_allowed(section, field, value, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(ConfigError, match=words) as e:
         C.tiny().replace(**{section: {field: value}})
+    assert e.value.field in (field, f"geco.{field}")
 
 
-def test_resolution_mismatch_and_inference_frames():
-    with pytest.raises(ValueError, match="model.resolution"):
-        C.tiny().replace(data=dict(resolution=64))
-    with pytest.raises(ValueError, match="input_frames"):
+def test_resolution_is_the_datas_and_fixes_the_decoder_depth():
+    cfg = C.tiny().replace(data=dict(resolution=64))
+    assert not hasattr(cfg.model, "resolution")
+    assert cfg.model.upsampling_blocks(64) == 4 and cfg.model.upsampling_blocks(32) == 3
+    with pytest.raises(ConfigError, match="state_size.*resolution 32") as e:
+        C.tiny().replace(model=dict(state_size=3))
+    assert e.value.field == "model.state_size"
+
+
+def test_conditioning_frames_are_a_config_fact():
+    cfg = C.tiny().replace(data=dict(n_frames=6))
+    assert cfg.conditioning_frames == 6  # autoencode: every training frame
+    cfg = cfg.replace(model=dict(input_mode="inference", input_frames=2))
+    assert cfg.conditioning_frames == 2
+    with pytest.raises(ConfigError, match="input_frames"):
         C.tiny().replace(model=dict(input_mode="inference", input_frames=4))

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from hgn_tf.datasets.hamiltonian_systems import HamiltonianSystemsConfig
 
 from hgn_tf import physics
+from hgn_tf.errors import DataError
 
 
 def _build(tmp, name="t", **kw):
@@ -95,7 +96,7 @@ def test_splits_differ(tmp_path):
     ],
 )
 def test_bad_config_names_field_value_and_allowed(kw, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(DataError, match=words):
         HamiltonianSystemsConfig(name="bad", **kw)
 
 

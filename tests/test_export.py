@@ -16,6 +16,7 @@ from hgn_tf.export.saved_model import EXPORT_INFO_FILE, export_saved_model, vers
 
 from hgn_tf import cli, plots
 from hgn_tf import config as C
+from hgn_tf.errors import ExportError, RunError
 
 N_STEPS = 6
 MAX_STEPS, MAX_BATCH = 50, 4
@@ -234,7 +235,7 @@ def test_a_second_export_is_version_2_and_leaves_no_temporary_folder(exported, t
     _, run_dir, model = trained
     assert export_saved_model(model, base) == base / "2"
     assert versions(base) == [1, 2] and sorted(os.listdir(base)) == ["1", "2"]
-    with pytest.raises(ValueError, match="`version` 2 already exists"):
+    with pytest.raises(ExportError, match="`version` 2 already exists"):
         export_saved_model(run_dir, base, version=2)
 
 
@@ -254,16 +255,16 @@ def test_a_failed_export_leaves_nothing_behind(trained, tmp_path, monkeypatch):
 
 def test_bad_arguments_are_value_errors_that_name_them(tmp_path, capsys):
     missing = tmp_path / "no_such_run"
-    with pytest.raises(ValueError, match=re.escape(f"`run_dir` {str(missing)!r} does not exist")):
+    with pytest.raises(ExportError, match=re.escape(f"`run_dir` {str(missing)!r} does not exist")):
         export_saved_model(missing, tmp_path / "out")
     assert cli.main(["export", "--run-dir", str(missing), "--out", str(tmp_path / "out")]) == 2
     assert "no_such_run" in capsys.readouterr().err
     (tmp_path / "unfinished").mkdir()
-    with pytest.raises(ValueError, match="config.json"):
+    with pytest.raises(RunError, match="config.json"):
         export_saved_model(tmp_path / "unfinished", tmp_path / "out")
-    with pytest.raises(ValueError, match="`max_steps` must be a positive integer, got 0"):
+    with pytest.raises(ExportError, match="`max_steps` must be a positive integer, got 0"):
         export_saved_model(missing, tmp_path / "out", max_steps=0)
-    with pytest.raises(ValueError, match="`run_dir_or_model`"):
+    with pytest.raises(ExportError, match="`run_dir_or_model`"):
         export_saved_model(object(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from hgn_tf import geco
+from hgn_tf.errors import ConfigError
 from hgn_tf.geco import GecoConfig, evaluation_loss, geco_update
 
 
@@ -178,7 +179,7 @@ def test_works_in_float32_inside_tf_function():
     ],
 )
 def test_bad_config_raises_naming_field_and_value(field, value):
-    with pytest.raises(ValueError, match=rf"GecoConfig\.{field}") as info:
+    with pytest.raises(ConfigError, match=rf"GecoConfig\.{field}") as info:
         GecoConfig(**{field: value})
     assert repr(value) in str(info.value)
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from hgn_tf import integrators
+from hgn_tf.errors import ConfigError
 
 SYMPLECTIC = ("leapfrog", "yoshida")
 
@@ -90,7 +91,7 @@ def test_registry_metadata():
 
 
 def test_unknown_name_raises_naming_value_and_valid_names():
-    with pytest.raises(ValueError, match="'verlet'") as info:
+    with pytest.raises(ConfigError, match="'verlet'") as info:
         integrators.get("verlet")
     for name in integrators.NAMES:
         assert name in str(info.value)
@@ -104,27 +105,27 @@ def test_yoshida_weights_are_the_triple_jump():
 
 def test_coefficients_are_checked_on_construction():
     tableau = integrators.ButcherTableau
-    with pytest.raises(ValueError, match="sum"):  # Row of A does not sum to c.
+    with pytest.raises(ConfigError, match="sum"):  # Row of A does not sum to c.
         tableau(c=(0.0, 0.5), a=((), (0.4,)), b=(0.0, 1.0))
-    with pytest.raises(ValueError, match="b must sum to 1"):
+    with pytest.raises(ConfigError, match="b must sum to 1"):
         tableau(c=(0.0,), a=((),), b=(0.9,))
-    with pytest.raises(ValueError, match="strictly"):  # Implicit (diagonal) entry.
+    with pytest.raises(ConfigError, match="strictly"):  # Implicit (diagonal) entry.
         tableau(c=(0.0,), a=((0.0,),), b=(1.0,))
     euler = tableau(c=(0.0,), a=((),), b=(1.0,))
     rk4 = integrators.get("rk4").tableau
-    with pytest.raises(ValueError, match="order=2"):
+    with pytest.raises(ConfigError, match="order=2"):
         integrators.ExplicitRungeKutta("euler2", order=2, tableau=euler)
-    with pytest.raises(ValueError, match="order=3"):  # Under-declared: rk4 has order 4.
+    with pytest.raises(ConfigError, match="order=3"):  # Under-declared: rk4 has order 4.
         integrators.ExplicitRungeKutta("rk3", order=3, tableau=rk4)
 
     composition = integrators.SymplecticComposition
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(ConfigError, match="sum to 1"):
         composition("bad", order=2, weights=(0.5, 0.4))
-    with pytest.raises(ValueError, match="palindromic"):
+    with pytest.raises(ConfigError, match="palindromic"):
         composition("bad", order=2, weights=(0.3, 0.7))
-    with pytest.raises(ValueError, match="order=2"):  # Triple jump is order 4.
+    with pytest.raises(ConfigError, match="order=2"):  # Triple jump is order 4.
         composition("bad", order=2, weights=integrators.get("yoshida").weights)
-    with pytest.raises(ValueError, match="order=4"):  # Three equal thirds are order 2.
+    with pytest.raises(ConfigError, match="order=4"):  # Three equal thirds are order 2.
         composition("bad", order=4, weights=(1 / 3, 1 / 3, 1 / 3))
 
 
@@ -446,7 +447,7 @@ def test_integrate_zero_steps_and_argument_errors():
     qs, ps = integrators.integrate(integrators.get("euler"), harmonic, q0, p0, 0.1, 0)
     np.testing.assert_array_equal(qs, q0[None])
     np.testing.assert_array_equal(ps, p0[None])
-    with pytest.raises(ValueError, match="n_steps.*-1"):
+    with pytest.raises(ConfigError, match="n_steps.*-1"):
         integrators.integrate(integrators.get("euler"), harmonic, q0, p0, 0.1, -1)
     with pytest.raises(TypeError, match="integrators.get"):
         integrators.integrate("euler", harmonic, q0, p0, 0.1, 3)

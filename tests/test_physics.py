@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hgn_tf import physics
+from hgn_tf.errors import DataError
 from hgn_tf.physics.generate import generate
 from hgn_tf.physics.render import DEFAULT_BACKGROUND, render
 
@@ -230,7 +231,7 @@ def test_nbody_orbit_without_jitter_is_circular(name):
 
 
 def _raises(match_all, fn, *args, **kwargs):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         fn(*args, **kwargs)
     for text in match_all:
         assert text in str(info.value), (text, str(info.value))

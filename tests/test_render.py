@@ -4,6 +4,7 @@ intensity as it moves, has the right size, composites in order; bad arguments ar
 import numpy as np
 import pytest
 
+from hgn_tf.errors import DataError
 from hgn_tf.physics.render import (
     DEFAULT_BACKGROUND,
     SUPPORTED_RESOLUTIONS,
@@ -123,7 +124,7 @@ def test_leading_axes_and_chunking_do_not_change_the_pictures():
 
 @pytest.mark.parametrize("resolution", [16, 48, 128, 32.0, "32", True])
 def test_unsupported_resolution(resolution):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         render(
             np.zeros((1, 1, 2)),
             extent=1.0,
@@ -147,7 +148,7 @@ def test_unsupported_resolution(resolution):
 )
 def test_bad_render_arguments(kwargs, words):
     arguments = {"extent": 1.0, "body_radius": 0.1, "colours": [(1, 1, 1)], **kwargs}
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         render(np.zeros((1, 1, 2)), **arguments)
     for word in [*words, "allowed"]:
         assert word in str(info.value), (word, str(info.value))

@@ -19,6 +19,7 @@ from hgn_tf.export.server import start_server
 
 from hgn_tf import cli
 from hgn_tf import config as C
+from hgn_tf.errors import DataError
 
 EXPORT_MAX_STEPS, EXPORT_MAX_BATCH = 20, 4  # the export's caps
 SERVER_MAX_STEPS = 10  # the server's cap on n_steps: smaller, so it wins
@@ -272,7 +273,7 @@ def test_client_and_cli_write_a_rollout_gif(url, tmp_path, capsys):
                      "--out", str(tmp_path / "c.gif"), "--n-steps", "0"]) == 2
     assert "`n_steps` must be in [1, 10]" in capsys.readouterr().err
     np.save(tmp_path / "floats.npy", np.zeros((4, 32, 32, 3), np.float32))
-    with pytest.raises(ValueError, match="must hold uint8 frames"):
+    with pytest.raises(DataError, match="must hold uint8 frames"):
         client.rollout_to_gif(url, tmp_path / "floats.npy", tmp_path / "d.gif")
 
 

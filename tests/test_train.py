@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hgn_tf import config as C
+from hgn_tf.errors import RunError
 from hgn_tf.train import load_run, train
 
 
@@ -58,7 +59,7 @@ def test_run_dir_with_another_config_is_refused(tiny_config, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     tiny_config.save(run / "config.json")
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(RunError, match="another config"):
         train(tiny_config.replace(train=dict(seed=9)), run, verbose=0)
 
 

@@ -29,6 +29,7 @@ from hgn_tf.tuning.search import run_search
 from hgn_tf import cli
 from hgn_tf import config as C
 from hgn_tf import train as train_lib
+from hgn_tf.errors import ConfigError, RunError
 from hgn_tf.geco import GecoConfig
 from hgn_tf.model import HGN
 
@@ -83,7 +84,7 @@ def test_search_space_defaults_and_ranges_are_pinned():
     config_from_hp(hp2, base)
     assert "learning_rate" not in [p.name for p in hp2.space]
     # The base learning rate is the tuned one's default, so it must lie in the range.
-    with pytest.raises(ValueError, match="learning_rate.*0.01"):
+    with pytest.raises(ConfigError, match="learning_rate.*0.01"):
         GecoHyperModel(base.replace(train={"learning_rate": 1e-2}), tune_learning_rate=True)
 
 
@@ -116,13 +117,13 @@ def test_objective_penalises_a_kl_outside_its_bound():
     custom = KLBound(kl_min=0.5, kl_max=2.0, penalty=3.0)
     assert score(0.01, 0.4, custom) == pytest.approx(0.03)
     assert score(0.01, 1.0, custom) == 0.01
-    with pytest.raises(ValueError, match="val_recon"):
+    with pytest.raises(ConfigError, match="val_recon"):
         score(math.nan, 1.0)
-    with pytest.raises(ValueError, match="val_kl"):
+    with pytest.raises(ConfigError, match="val_kl"):
         score(0.01, math.inf)
-    with pytest.raises(ValueError, match="kl_min"):
+    with pytest.raises(ConfigError, match="kl_min"):
         KLBound(kl_min=2.0, kl_max=1.0)
-    with pytest.raises(ValueError, match="penalty"):
+    with pytest.raises(ConfigError, match="penalty"):
         KLBound(penalty=0.5)
 
 
@@ -199,7 +200,7 @@ def test_tiny_search_records_a_diverged_trial_as_failed_and_writes_its_report(
         [(t.trial_id, t.status, t.score) for t in results.trials]
     assert _SecondTrialDiverges.fits == 3
     # Other settings on the same folder are refused.
-    with pytest.raises(ValueError, match="steps_per_trial"):
+    with pytest.raises(RunError, match="steps_per_trial"):
         run_search(tiny_config, out, algorithm="random", max_trials=3, steps_per_trial=4, seed=1,
                    hypermodel_class=_SecondTrialDiverges)
 
@@ -218,7 +219,7 @@ def test_cli_reports_invalid_arguments(tiny_config, tmp_path, capsys):
                    "--data-dir", tiny_config.data.data_dir, "--max-examples", "16"])
     assert rc == 2
     assert "Hyperband needs at least 3 epochs" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="algorithm"):
+    with pytest.raises(ConfigError, match="algorithm"):
         run_search(tiny_config, tmp_path / "s2", algorithm="grid", max_trials=1)
 
 

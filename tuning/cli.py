@@ -55,11 +55,21 @@ def cmd_tune(args):
 
 def add_commands(subparsers) -> None:
     """Add the `tune` sub-command to `hgn`'s sub-parsers."""
+    import argparse
+
+    from hgn_tf.tuning.space import search_space_table
+
     from hgn_tf.physics import SYSTEM_NAMES
 
-    p = subparsers.add_parser("tune", help="search GECO settings with keras-tuner (resumable)")
-    p.add_argument("--system", choices=SYSTEM_NAMES, default="pendulum")
-    p.add_argument("--algorithm", choices=("random", "bayesian", "hyperband"), default="bayesian")
+    p = subparsers.add_parser(
+        "tune", help="search GECO settings with keras-tuner (resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="search space:\n" + "\n".join("  " + line
+                                              for line in search_space_table().splitlines()))
+    p.add_argument("--system", choices=SYSTEM_NAMES, default="pendulum",
+                   help="the physical system (default %(default)s)")
+    p.add_argument("--algorithm", choices=("random", "bayesian", "hyperband"), default="bayesian",
+                   help="keras-tuner's oracle (default %(default)s)")
     p.add_argument("--max-trials", type=int, required=True,
                    help="trials in all (hyperband: a cap on its sweep)")
     p.add_argument("--steps-per-trial", type=int, default=200,

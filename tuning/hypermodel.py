@@ -4,17 +4,13 @@
 calls the ordinary `hgn_tf.train.build_model` on the resulting typed `RunConfig`; `fit` forwards
 everything to `model.fit` and turns the history into the objective.
 
-Search space (names are the `GecoConfig` / `TrainConfig` fields they set)
---------------------------------------------------------------------------
+Search space
+------------
 
-    name                 sampling                     default   active when
-    mode                 Choice(geco, fixed_beta)     geco      always
-    kappa                log-uniform [0.01, 0.1]      0.033     mode == geco
-    alpha                Choice(0.0, 0.9, 0.99)       0.99      mode == geco
-    initial_multiplier   log-uniform [0.1, 1e6]       1.0       mode == geco
-    nu                   log-uniform [0.01, 1]        0.1       mode == geco
-    beta                 log-uniform [1e-6, 1]        1e-3      mode == fixed_beta
-    learning_rate        log-uniform [1e-4, 3e-3]     base's    tune_learning_rate=True
+`hgn_tf.tuning.space.SEARCH_SPACE` is the one definition: `config_from_hp` registers it, and
+`search_space_table()` prints it (`hgn tune --help` shows that table). Names are the
+`GecoConfig` / `TrainConfig` fields they set; the learning rate is searched only with
+`tune_learning_rate=True`, and its default is the base config's.
 
 The defaults are the PyTorch reproduction's GECO settings (Balsells Rodas et al., ReScience C 7(2),
 2021: alpha 0.99, kappa 0.033, lambda_0 1, nu 0.1), so `config_from_hp(HyperParameters(), base)`
@@ -75,24 +71,26 @@ import math
 
 import keras
 import keras_tuner
+from hgn_tf.tuning.space import LEARNING_RATE_RANGE, SEARCH_SPACE, search_space_table
 
 from hgn_tf import geco as geco_lib
 from hgn_tf import train as train_lib
 from hgn_tf.config import RunConfig
+from hgn_tf.errors import ConfigError
 
 __all__ = [
     "LEARNING_RATE_RANGE",
     "OBJECTIVE",
+    "SEARCH_SPACE",
     "GecoHyperModel",
     "KLBound",
     "config_from_hp",
     "failure_reason",
     "score",
+    "search_space_table",
 ]
 
 OBJECTIVE = keras_tuner.Objective("val_score", direction="min")
-LEARNING_RATE_RANGE = (1e-4, 3e-3)
-
 
 def config_from_hp(hp: keras_tuner.HyperParameters, base: RunConfig, *,
                    tune_learning_rate: bool = False) -> RunConfig:
@@ -110,32 +108,27 @@ def config_from_hp(hp: keras_tuner.HyperParameters, base: RunConfig, *,
       `base` with its `geco` (and optionally `train.learning_rate`) replaced.
 
     Raises:
-      ValueError: if `tune_learning_rate` and `base.train.learning_rate` lies outside
+      ConfigError: if `tune_learning_rate` and `base.train.learning_rate` lies outside
         `LEARNING_RATE_RANGE` (it is the default of that hyperparameter).
     """
-    mode = hp.Choice("mode", ["geco", "fixed_beta"], default="geco")
-    with hp.conditional_scope("mode", ["geco"]):
-        kappa = hp.Float("kappa", 0.01, 0.1, sampling="log", default=0.033)
-        alpha = hp.Choice("alpha", [0.0, 0.9, 0.99], default=0.99)
-        initial_multiplier = hp.Float("initial_multiplier", 0.1, 1e6, sampling="log",
-                                         default=1.0)
-        nu = hp.Float("nu", 0.01, 1.0, sampling="log", default=0.1)
-    with hp.conditional_scope("mode", ["fixed_beta"]):
-        beta = hp.Float("beta", 1e-6, 1.0, sampling="log", default=1e-3)
-    sampled = {"mode": mode, "kappa": kappa, "alpha": alpha,
-               "initial_multiplier": initial_multiplier, "nu": nu, "beta": beta}
-    geco = {k: v for k, v in sampled.items() if v is not None}  # None: inactive, keep base's
-    train = {}
-    if tune_learning_rate:
-        low, high = LEARNING_RATE_RANGE
-        default = base.train.learning_rate
-        if not low <= default <= high:
-            raise ValueError(
-                f"`base.train.learning_rate` must lie in {LEARNING_RATE_RANGE} to be the "
-                f"default of the tuned learning rate, got {default!r}; pick a preset or config "
-                f"inside it, or do not tune the learning rate.")
-        train["learning_rate"] = hp.Float("learning_rate", low, high, sampling="log",
-                                          default=default)
+    sections = {"geco": {}, "train": {}}
+    for h in SEARCH_SPACE:
+        if h.section == "train":
+            if not tune_learning_rate:
+                continue
+            default = getattr(base.train, h.name)
+            low, high = h.values
+            if not low <= default <= high:
+                raise ConfigError(
+                    f"`base.train.{h.name}` must lie in {h.values} to be the default of the "
+                    f"tuned {h.name}, got {default!r}; pick a preset or config inside it, or do "
+                    f"not tune it.", f"train.{h.name}")
+            sections["train"][h.name] = h.register(hp, default)
+            continue
+        value = h.register(hp)
+        if value is not None:  # None: inactive, keep base's
+            sections["geco"][h.name] = value
+    geco, train = sections["geco"], sections["train"]
     return base.replace(geco=geco, train=train)
 
 
@@ -158,12 +151,13 @@ class KLBound:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value):
-                raise ValueError(f"KLBound.{name} must be a finite number, got {value!r}.")
+                raise ConfigError(f"KLBound.{name} must be a finite number, got {value!r}.", name)
         if not 0 <= self.kl_min < self.kl_max:
-            raise ValueError(f"KLBound needs 0 <= kl_min < kl_max, got kl_min={self.kl_min!r}, "
-                             f"kl_max={self.kl_max!r}.")
+            raise ConfigError(f"KLBound needs 0 <= kl_min < kl_max, got kl_min={self.kl_min!r}, "
+                              f"kl_max={self.kl_max!r}.", "kl_min")
         if self.penalty < 1:
-            raise ValueError(f"KLBound.penalty must be >= 1 (a penalty), got {self.penalty!r}.")
+            raise ConfigError(f"KLBound.penalty must be >= 1 (a penalty), got {self.penalty!r}.",
+                              "penalty")
 
     def contains(self, kl: float) -> bool:
         return self.kl_min <= kl <= self.kl_max
@@ -173,13 +167,13 @@ def score(val_recon: float, val_kl: float, bound: KLBound = KLBound()) -> float:
     """The search objective (minimised): val_recon, times `bound.penalty` if val_kl is out of bound.
 
     Raises:
-      ValueError: for a non-finite or negative val_recon, or a non-finite val_kl (a diverged
+      ConfigError: for a non-finite or negative val_recon, or a non-finite val_kl (a diverged
         trial is caught before scoring, by `failure_reason`).
     """
     if not math.isfinite(val_recon) or val_recon < 0:
-        raise ValueError(f"`val_recon` must be a finite number >= 0, got {val_recon!r}.")
+        raise ConfigError(f"`val_recon` must be a finite number >= 0, got {val_recon!r}.")
     if not math.isfinite(val_kl):
-        raise ValueError(f"`val_kl` must be finite, got {val_kl!r}.")
+        raise ConfigError(f"`val_kl` must be finite, got {val_kl!r}.")
     return float(val_recon) if bound.contains(val_kl) else float(val_recon) * bound.penalty
 
 

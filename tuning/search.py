@@ -67,6 +67,7 @@ from hgn_tf.tuning.hypermodel import OBJECTIVE, GecoHyperModel, KLBound
 from hgn_tf import data as data_lib
 from hgn_tf import train as train_lib
 from hgn_tf.config import RunConfig
+from hgn_tf.errors import ConfigError, RunError, check, positive_int
 
 __all__ = [
     "ALGORITHMS",
@@ -137,37 +138,32 @@ def distributed_role() -> str:
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-
-
 def _budget(algorithm, steps_per_trial, steps_per_epoch, base: RunConfig):
     """(steps_per_epoch, epochs) of one full trial."""
-    _positive_int("steps_per_trial", steps_per_trial)
+    positive_int("steps_per_trial", steps_per_trial)
     if steps_per_epoch is None:
         if algorithm == "hyperband":
             steps_per_epoch = max(1, steps_per_trial // 9)
         else:
             steps_per_epoch = min(base.train.steps_per_epoch, steps_per_trial)
-    _positive_int("steps_per_epoch", steps_per_epoch)
-    if steps_per_epoch > steps_per_trial:
-        raise ValueError(f"`steps_per_epoch` must be at most `steps_per_trial` "
-                         f"({steps_per_trial}), got {steps_per_epoch}.")
+    positive_int("steps_per_epoch", steps_per_epoch)
+    check(steps_per_epoch <= steps_per_trial, "steps_per_epoch", steps_per_epoch,
+          f"at most `steps_per_trial` ({steps_per_trial})")
     epochs = math.ceil(steps_per_trial / steps_per_epoch)
     if algorithm == "hyperband" and epochs < HYPERBAND_FACTOR:
-        raise ValueError(
+        raise ConfigError(
             f"Hyperband needs at least {HYPERBAND_FACTOR} epochs per full trial (its resource), "
             f"got steps_per_trial={steps_per_trial} / steps_per_epoch={steps_per_epoch} = "
-            f"{epochs}; lower `steps_per_epoch` or raise `steps_per_trial`.")
+            f"{epochs}; lower `steps_per_epoch` or raise `steps_per_trial`.", "steps_per_epoch")
     return steps_per_epoch, epochs
 
 
 def _fit_arguments(base: RunConfig, steps_per_epoch: int, epochs: int, verbose):
     """The positional and keyword arguments of every trial's `model.fit`."""
     if base.data.validation_fraction <= 0:
-        raise ValueError("Tuning scores trials on the validation split: `data.validation_fraction` "
-                         f"must be > 0, got {base.data.validation_fraction!r}.")
+        raise ConfigError("Tuning scores trials on the validation split: "
+                          f"`data.validation_fraction` must be > 0, got "
+                          f"{base.data.validation_fraction!r}.", "data.validation_fraction")
     data_lib.build(base.data)
     t = base.train
     train_ds = data_lib.pipeline(data_lib.load(base.data, "train"), t.batch_size,
@@ -175,7 +171,8 @@ def _fit_arguments(base: RunConfig, steps_per_epoch: int, epochs: int, verbose):
     val_ds = data_lib.pipeline(data_lib.load(base.data, "validation"), t.batch_size, repeat=True)
     return (train_ds,), {"validation_data": val_ds, "epochs": epochs,
                          "steps_per_epoch": steps_per_epoch,
-                         "validation_steps": t.validation_steps, "verbose": verbose}
+                         "validation_steps": t.validation_steps, "verbose": verbose,
+                         "shuffle": False}  # the pipeline shuffles
 
 
 def _check_search_config(out_dir: pathlib.Path, identity: dict) -> None:
@@ -187,7 +184,7 @@ def _check_search_config(out_dir: pathlib.Path, identity: dict) -> None:
         if saved != identity:
             differ = sorted(k for k in set(saved) | set(identity)
                             if saved.get(k) != identity.get(k))
-            raise ValueError(
+            raise RunError(
                 f"`out_dir` {str(out_dir)!r} holds a search with other settings (differing: "
                 f"{differ}); resume it with the same arguments or choose a new output folder.")
         return
@@ -240,17 +237,17 @@ def run_search(base: RunConfig, out_dir, *, algorithm: str = "bayesian", max_tri
       `SearchResults` (None in a distributed worker: the chief reports).
 
     Raises:
-      ValueError: for an invalid argument, or an `out_dir` holding another search.
+      ConfigError: an invalid argument.
+      RunError: an `out_dir` holding another search.
     """
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"`algorithm` must be one of {ALGORITHMS}, got {algorithm!r}.")
-    _positive_int("max_trials", max_trials)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed <= 0:
-        raise ValueError(f"`seed` must be a positive integer (keras-tuner's oracles draw a random "
-                         f"seed for 0), got {seed!r}.")
+        raise ConfigError(f"`algorithm` must be one of {ALGORITHMS}, got {algorithm!r}.")
+    positive_int("max_trials", max_trials)
+    check(isinstance(seed, int) and not isinstance(seed, bool) and seed > 0, "seed", seed,
+          "a positive integer (keras-tuner's oracles draw a random seed for 0)")
     if max_consecutive_failed_trials is None:
         max_consecutive_failed_trials = max_trials
-    _positive_int("max_consecutive_failed_trials", max_consecutive_failed_trials)
+    positive_int("max_consecutive_failed_trials", max_consecutive_failed_trials)
     steps_per_epoch, epochs = _budget(algorithm, steps_per_trial, steps_per_epoch, base)
     kl_bound = KLBound() if kl_bound is None else kl_bound
     out_dir = pathlib.Path(out_dir)

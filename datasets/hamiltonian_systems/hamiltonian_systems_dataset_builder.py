@@ -32,11 +32,12 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from hgn_tf import physics
+from hgn_tf.errors import DataError, check, positive_int
 from hgn_tf.physics import parallel
 
 __all__ = ["Builder", "HamiltonianSystemsConfig", "RESOLUTIONS"]
 
-RESOLUTIONS = (32, 64)
+RESOLUTIONS = physics.SUPPORTED_RESOLUTIONS
 
 
 @dataclasses.dataclass(eq=False)
@@ -56,24 +57,20 @@ class HamiltonianSystemsConfig(tfds.core.BuilderConfig):
     resolution: int = 32
     num_train: int = 50_000
     num_test: int = 10_000
-    n_frames: int = 30
+    n_frames: int = physics.STORED_FRAMES
     dt: float = 0.125
     seed: int = 0
 
     def __post_init__(self):
-        if self.system not in physics.SYSTEM_NAMES:
-            raise ValueError(
-                f"`system` must be one of {physics.SYSTEM_NAMES}, got {self.system!r}.")
-        if self.resolution not in RESOLUTIONS:
-            raise ValueError(f"`resolution` must be one of {RESOLUTIONS}, got {self.resolution!r}.")
+        check(self.system in physics.SYSTEM_NAMES, "system", self.system,
+              f"one of {physics.SYSTEM_NAMES}", DataError)
+        check(self.resolution in RESOLUTIONS, "resolution", self.resolution,
+              f"one of {RESOLUTIONS}", DataError)
         for field in ("num_train", "num_test", "n_frames"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"`{field}` must be a positive integer, got {value!r}.")
-        if not self.dt > 0:
-            raise ValueError(f"`dt` must be a positive float, got {self.dt!r}.")
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
+            positive_int(field, getattr(self, field), DataError)
+        check(self.dt > 0, "dt", self.dt, "a positive float", DataError)
+        check(isinstance(self.seed, (int, np.integer)) and self.seed >= 0, "seed", self.seed,
+              "a non-negative integer", DataError)
 
 
 def _default_configs():

@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import dataclasses
 
+from hgn_tf.errors import DataError
 from hgn_tf.physics.base import PhysicalSystem
 from hgn_tf.physics.damped_oscillator import DampedOscillator
 from hgn_tf.physics.double_pendulum import DoublePendulum
-from hgn_tf.physics.generate import SPLIT_IDS, generate
+from hgn_tf.physics.generate import SPLIT_IDS, STORED_FRAMES, generate
 from hgn_tf.physics.mass_spring import MassSpring
 from hgn_tf.physics.nbody import ThreeBody, TwoBody
 from hgn_tf.physics.pendulum import Pendulum
-from hgn_tf.physics.render import project, render
+from hgn_tf.physics.render import SUPPORTED_RESOLUTIONS, project, render
 
 __all__ = [
     "SPLIT_IDS",
+    "STORED_FRAMES",
+    "SUPPORTED_RESOLUTIONS",
     "SYSTEM_NAMES",
     "DampedOscillator",
     "DoublePendulum",
@@ -72,16 +75,18 @@ def get(name: str, /, **overrides) -> PhysicalSystem:
       **overrides: new values for the system's dataclass fields (e.g. noise_std=0.05).
 
     Raises:
-      ValueError: unknown name, unknown field, or a field value out of its allowed range.
+      DataError: unknown name, unknown field, or a field value out of its allowed range.
     """
     if name not in _SYSTEMS:
-        raise ValueError(f"Unknown physical system name={name!r}; allowed: {SYSTEM_NAMES}.")
+        raise DataError(
+            f"Unknown physical system name={name!r}; allowed: {SYSTEM_NAMES}.", "system")
     cls = _SYSTEMS[name]
     fields = tuple(f.name for f in dataclasses.fields(cls) if f.init)
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{name}: unknown field(s) {', '.join(f'{k}={overrides[k]!r}' for k in unknown)}; "
-            f"valid fields: {fields}."
+            f"valid fields: {fields}.",
+            unknown[0],
         )
     return cls(**overrides)

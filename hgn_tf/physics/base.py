@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hgn_tf.errors import DataError
 from hgn_tf.physics import ode
 
 __all__ = ["ATOL", "RTOL", "PhysicalSystem", "sample_phase_sphere"]
@@ -107,9 +108,9 @@ class PhysicalSystem(abc.ABC):
 
     # -- validation helpers --------------------------------------------------------------------
 
-    def invalid(self, field: str, value, allowed: str) -> ValueError:
+    def invalid(self, field: str, value, allowed: str) -> DataError:
         """The error for a bad field value: names the system, field, value and what is allowed."""
-        return ValueError(f"{self.name}: invalid {field}={value!r}; allowed: {allowed}.")
+        return DataError(f"{self.name}: invalid {field}={value!r}; allowed: {allowed}.", field)
 
     def _set(self, field: str, value) -> None:
         object.__setattr__(self, field, value)
@@ -175,14 +176,16 @@ class PhysicalSystem(abc.ABC):
         times = np.asarray(times, dtype=np.float64)
         shape = (q0.shape[0], self.dim) if q0.ndim == 2 else None
         if shape is None or q0.shape != shape or p0.shape != shape:
-            raise ValueError(
+            raise DataError(
                 f"{self.name}: q0 and p0 must both have shape [N, dim={self.dim}], "
-                f"got {q0.shape} and {p0.shape}."
+                f"got {q0.shape} and {p0.shape}.",
+                "q0",
             )
         if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) <= 0):
-            raise ValueError(
+            raise DataError(
                 f"{self.name}: times must be a non-empty, strictly increasing 1-D array, "
-                f"got {times!r}."
+                f"got {times!r}.",
+                "times",
             )
         n = self.dim
 

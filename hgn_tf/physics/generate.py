@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from hgn_tf.errors import DataError
 from hgn_tf.physics.base import PhysicalSystem
 from hgn_tf.physics.render import check_resolution, render
 
-__all__ = ["MAX_ATTEMPTS", "SPLIT_IDS", "generate"]
+__all__ = ["MAX_ATTEMPTS", "SPLIT_IDS", "STORED_FRAMES", "generate"]
 
 SPLIT_IDS: dict[str, int] = {"train": 0, "test": 1, "validation": 2}
 MAX_ATTEMPTS = 100
+# Frames per sequence of the `hamiltonian_systems` dataset (the papers unroll 30 steps).
+STORED_FRAMES = 30
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -36,7 +39,7 @@ def _check_int(name: str, value, minimum: int) -> int:
         or not isinstance(value, (int, np.integer))
         or value < minimum
     ):
-        raise ValueError(f"Invalid {name}={value!r}; allowed: an integer >= {minimum}.")
+        raise DataError(f"Invalid {name}={value!r}; allowed: an integer >= {minimum}.", name)
     return int(value)
 
 
@@ -82,7 +85,7 @@ def generate(
 
     Raises:
       TypeError: `system` is neither a PhysicalSystem nor a string.
-      ValueError: a bad argument (the message names it, its value and what is allowed).
+      DataError: a bad argument (the message names it, its value and what is allowed).
       RuntimeError: an example stayed off the canvas for MAX_ATTEMPTS attempts.
     """
     if isinstance(system, str):
@@ -96,13 +99,13 @@ def generate(
     seed = _check_int("seed", seed, 0)
     start_index = _check_int("start_index", start_index, 0)
     if split not in SPLIT_IDS:
-        raise ValueError(f"Invalid split={split!r}; allowed: {tuple(SPLIT_IDS)}.")
+        raise DataError(f"Invalid split={split!r}; allowed: {tuple(SPLIT_IDS)}.", "split")
     try:
         dt_value = float(dt)
     except (TypeError, ValueError):
         dt_value = float("nan")
     if not (np.isfinite(dt_value) and dt_value > 0):
-        raise ValueError(f"Invalid dt={dt!r}; allowed: a finite float > 0.")
+        raise DataError(f"Invalid dt={dt!r}; allowed: a finite float > 0.", "dt")
     resolution = check_resolution(resolution)
 
     dim, split_id = system.dim, SPLIT_IDS[split]

@@ -16,6 +16,7 @@ import concurrent.futures
 import os
 from collections.abc import Iterator
 
+from hgn_tf.errors import DataError, positive_int
 from hgn_tf.physics.generate import generate as _generate_sequences
 
 __all__ = ["generate_chunks"]
@@ -45,13 +46,11 @@ def generate_chunks(
     Chunks are produced lazily (at most 2 * num_workers in flight), so a consumer that stops
     early (TFDS `max_examples_per_split`) does not pay for the rest.
     """
-    for field, value in (("n", n), ("chunk_size", chunk_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"`{field}` must be a positive integer, got {value!r}.")
+    positive_int("n", n, DataError)
+    positive_int("chunk_size", chunk_size, DataError)
     if num_workers is None:
         num_workers = os.cpu_count() or 1
-    if not isinstance(num_workers, int) or num_workers <= 0:
-        raise ValueError(f"`num_workers` must be a positive integer or None, got {num_workers!r}.")
+    positive_int("num_workers", num_workers, DataError)
 
     def job(start):
         return _generate_sequences(system, min(chunk_size, n - start), seed=seed, split=split,

@@ -45,6 +45,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from scipy.special import erfc
 
+from hgn_tf.errors import DataError
+
 __all__ = [
     "DEFAULT_BACKGROUND",
     "DEFAULT_SOFTNESS",
@@ -62,15 +64,16 @@ _TABLE_SIZE = 4096
 
 
 def check_resolution(resolution) -> int:
-    """Returns `resolution` as an int; ValueError unless it is one of SUPPORTED_RESOLUTIONS."""
+    """Returns `resolution` as an int; DataError unless it is one of SUPPORTED_RESOLUTIONS."""
     if (
         isinstance(resolution, (bool, np.bool_))
         or not isinstance(resolution, (int, np.integer))
         or int(resolution) not in SUPPORTED_RESOLUTIONS
     ):
-        raise ValueError(
+        raise DataError(
             f"Unsupported resolution={resolution!r}; allowed: {SUPPORTED_RESOLUTIONS} "
-            "(pixels a side)."
+            "(pixels a side).",
+            "resolution",
         )
     return int(resolution)
 
@@ -81,15 +84,15 @@ def _check_positive(name: str, value) -> float:
     except (TypeError, ValueError):
         number = float("nan")
     if not (np.isfinite(number) and number > 0):
-        raise ValueError(f"Invalid {name}={value!r}; allowed: a finite float > 0.")
+        raise DataError(f"Invalid {name}={value!r}; allowed: a finite float > 0.", name)
     return number
 
 
 def _check_colours(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
     if array.shape != shape or not np.all((array >= 0) & (array <= 1)):
-        raise ValueError(
-            f"Invalid {name}={value!r}; allowed: RGB floats in [0, 1] of shape {shape}."
+        raise DataError(
+            f"Invalid {name}={value!r}; allowed: RGB floats in [0, 1] of shape {shape}.", name
         )
     return array
 
@@ -135,7 +138,7 @@ def render(
       uint8 [..., resolution, resolution, 3] images (row 0 at the top).
 
     Raises:
-      ValueError: unsupported resolution, non-positive extent/body_radius/softness, colours that do
+      DataError: unsupported resolution, non-positive extent/body_radius/softness, colours that do
         not match the number of bodies, or non-finite positions.
     """
     resolution = check_resolution(resolution)
@@ -144,9 +147,10 @@ def render(
     softness = _check_positive("softness", softness)
     positions = np.asarray(positions, dtype=np.float64)
     if positions.ndim < 2 or positions.shape[-1] != 2:
-        raise ValueError(f"positions must have shape [..., B, 2], got {positions.shape}.")
+        raise DataError(
+            f"positions must have shape [..., B, 2], got {positions.shape}.", "positions")
     if not np.all(np.isfinite(positions)):
-        raise ValueError("positions must be finite.")
+        raise DataError("positions must be finite.", "positions")
     n_bodies = positions.shape[-2]
     colours = _check_colours("colours", colours, (n_bodies, 3))
     background = _check_colours("background", background, (3,))

@@ -1,0 +1,49 @@
+"""`hgn evaluate`: a 30-frame unroll of a short-sequence model, split at the frames it read."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hgn_tf import cli
+from hgn_tf.errors import ConfigError
+from hgn_tf.evaluate import evaluate
+from hgn_tf.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data_dir):
+    from hgn_tf import config as C
+
+    run = tmp_path_factory.mktemp("eval") / "run"
+    cfg = C.tiny("pendulum").replace(data=dict(data_dir=tiny_data_dir))
+    train(cfg, run, verbose=0)
+    return run
+
+
+def test_evaluate_scores_the_frames_read_and_the_frames_after(tiny_run):
+    m = evaluate(tiny_run, horizon=10, max_sequences=8, verbose=False)
+    assert (m["horizon"], m["frames_read"], m["trained_frames"]) == (10, 4, 4)
+    for split in ("train", "test"):
+        s = m[split]
+        assert len(s["per_step_mse"]) == 10
+        assert s["read"]["n_frames"] == 4 and s["after"]["n_frames"] == 6
+        # The whole unroll is the frame-weighted mean of its two windows.
+        assert s["pixel_mse"] == pytest.approx(
+            (4 * s["read"]["pixel_mse"] + 6 * s["after"]["pixel_mse"]) / 10)
+        assert np.mean(s["per_step_mse"][:4]) == pytest.approx(s["read"]["pixel_mse"])
+        assert 0 <= s["vpt_median"] <= 10 and "hamiltonian_variance" in s
+    on_disk = json.loads((tiny_run / "eval" / "metrics.json").read_text())
+    assert on_disk["test"]["after"] == m["test"]["after"]
+    video = cv2.VideoCapture(str(tiny_run / "eval" / "rollout_vs_truth.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    assert (tiny_run / "eval" / "rollout_vs_truth.gif").exists()
+
+
+def test_horizon_must_cover_the_frames_read_and_fit_the_data(tiny_run, capsys):
+    with pytest.raises(ConfigError, match="`horizon`.*at least the 4 frames") as e:
+        evaluate(tiny_run, horizon=3, pictures=False, verbose=False)
+    assert e.value.field == "horizon"
+    assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--horizon", "31"]) == 2
+    assert "`horizon` must be at most 30" in capsys.readouterr().err
