@@ -87,28 +87,56 @@ def cmd_data_show(args):
     print(f"wrote {png}\nwrote {gif}")
 
 
+# `hgn train` flags that set one config field: flag dest -> (section, field).
+_TRAIN_FLAGS = {
+    "max_examples": ("data", "max_examples"),
+    "data_dir": ("data", "data_dir"),
+    "frames": ("data", "n_frames"),
+    "integrator": ("model", "integrator"),
+    "input_mode": ("model", "input_mode"),
+    "input_frames": ("model", "input_frames"),
+    "steps": ("train", "steps"),
+    "batch_size": ("train", "batch_size"),
+    "learning_rate": ("train", "learning_rate"),
+    "strategy": ("train", "strategy"),
+    "seed": ("train", "seed"),
+}
+
+
 def _run_config(args):
+    """The run's config: a base (--config, --preset/--system, or the run folder's own), then flags.
+
+    A flag that changes a finished or killed run's config makes `train` refuse the folder (it
+    names it), rather than being ignored.
+    """
     from hgn_tf import config as C
+    from hgn_tf.errors import HGNError
 
     run_dir = pathlib.Path(args.run_dir)
     if args.config:
         cfg = C.RunConfig.load(args.config)
-    elif (run_dir / "config.json").exists() and args.system is None and args.preset is None:
-        return C.RunConfig.load(run_dir / "config.json")
+        if args.system:
+            cfg = cfg.replace(data={"system": args.system})
+    elif (run_dir / C.CONFIG_FILE).exists() and args.system is None and args.preset is None:
+        cfg = C.RunConfig.load(run_dir / C.CONFIG_FILE)
     else:
         cfg = C.preset(args.preset or "small", args.system or "pendulum")
-    data_changes, train_changes = {}, {}
-    if args.system and args.config:
-        data_changes["system"] = args.system
-    if args.max_examples is not None:
-        data_changes["max_examples"] = args.max_examples
-    if args.data_dir is not None:
-        data_changes["data_dir"] = args.data_dir
-    for field in ("steps", "batch_size", "strategy", "seed"):
-        value = getattr(args, field)
+    changes = {"data": {}, "model": {}, "train": {}}
+    if args.variant is not None:
+        changes["model"].update(C.VARIANTS[args.variant])
+    given = {}
+    for dest, (section, field) in _TRAIN_FLAGS.items():
+        value = getattr(args, dest)
         if value is not None:
-            train_changes[field] = value
-    return cfg.replace(data=data_changes, train=train_changes)
+            changes[section][field] = value
+            given[field] = f"--{dest.replace('_', '-')} {value}"
+    try:
+        return cfg.replace(**changes)
+    except HGNError as e:  # name the flag the user typed, not only the config field
+        flag = given.get((e.field or "").rsplit(".", 1)[-1])
+        if flag is None:
+            raise
+        raise type(e)(f"{flag}: {e}", e.field) from None
 
 
 def cmd_train(args):
@@ -125,6 +153,16 @@ def cmd_evaluate(args):
     evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
              batch_size=args.batch_size)
     print(f"wrote {pathlib.Path(args.run_dir) / 'eval' / 'metrics.json'}")
+
+
+def cmd_experiment_table1(args):
+    from hgn_tf.experiments.table1 import run_table1
+
+    run_table1(args.out, scale=args.scale, protocol=args.protocol, systems=args.systems,
+               variants=args.variants, data_dir=args.data_dir,
+               max_sequences=args.max_sequences)
+    print(f"tables: {pathlib.Path(args.out) / args.protocol}/table1.md, table1.csv, table2.md, "
+          "vpt.md")
 
 
 def cmd_demo(args):
@@ -160,7 +198,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgn_tf.config import PRESETS, STRATEGIES
+    from hgn_tf.config import INPUT_MODES, INTEGRATORS, PRESETS, STRATEGIES, VARIANTS
     from hgn_tf.physics import SYSTEM_NAMES
 
     parser = _Parser(prog="hgn", description="Hamiltonian Generative Networks.")
@@ -191,8 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the base config (default: small)")
     p.add_argument("--config", default=None,
                    help="a RunConfig JSON file as the base config (e.g. from `hgn tune`)")
+    p.add_argument("--integrator", choices=INTEGRATORS, default=None,
+                   help="the integrator of the learned dynamics (Table 1 varies it)")
+    p.add_argument("--variant", choices=tuple(VARIANTS), default=None,
+                   help="the Table 1 variant: full HGN, deterministic (no sampling), no-f-psi "
+                        "(the posterior is over the state itself), direct (a network outputs "
+                        "dq/dt, dp/dt; no Hamiltonian)")
+    p.add_argument("--input-mode", choices=INPUT_MODES, default=None,
+                   help="autoencode: the encoder reads every training frame; inference: it reads "
+                        "the first --input-frames and the rest are predicted")
+    p.add_argument("--input-frames", type=int, default=None,
+                   help="frames the encoder reads in inference mode")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames per training sequence (at most 30, the stored length)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps in all")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step")
+    p.add_argument("--learning-rate", type=float, default=None, help="Adam's step size")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="tf.distribute strategy (mirrored: all local GPUs)")
     p.add_argument("--seed", type=int, default=None, help="seeds weights, sampling, shuffling")
@@ -210,6 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32,
                    help="sequences per rollout call (default %(default)s)")
     p.set_defaults(func=cmd_evaluate)
+
+    from hgn_tf.experiments import table1
+
+    experiment = sub.add_parser("experiment", help="train and compare models: the papers' tables")
+    kinds = experiment.add_subparsers(dest="experiment", required=True, help="which experiment")
+    p = kinds.add_parser("table1", help="HGN's Table 1 and Table 2: every (system, variant) "
+                                        "pair trained and scored on a 30-frame unroll (resumable)")
+    p.add_argument("--scale", choices=tuple(table1.SCALES), default="cpu",
+                   help="cpu: this machine, minutes per pair; paper: the paper's settings (a "
+                        "GPU); tiny: seconds, for tests (default %(default)s)")
+    p.add_argument("--protocol", choices=tuple(table1.PROTOCOLS), default="autoencode",
+                   help="autoencode: the encoder reads all 30 frames and they are scored (the "
+                        "paper's); prediction: it reads 5, frames 5-29 are scored")
+    p.add_argument("--systems", nargs="+", choices=table1.SYSTEMS, default=table1.SYSTEMS,
+                   help="the physical systems (default: all four of the paper)")
+    p.add_argument("--variants", nargs="+", choices=tuple(table1.VARIANTS),
+                   default=("leapfrog", "euler"),
+                   help="the rows: an integrator of the full HGN, or deterministic, no-f-psi, "
+                        "direct (default: leapfrog euler)")
+    p.add_argument("--out", default="runs/table1",
+                   help="the experiment folder; run again with it to resume (default %(default)s)")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
+    p.add_argument("--max-sequences", type=int, default=256,
+                   help="sequences of each split scored per pair (default %(default)s)")
+    p.set_defaults(func=cmd_experiment_table1)
 
     p = sub.add_parser("demo", help="the main job on a small config")
     p.add_argument("--out", default="runs/demo", help="output folder (default %(default)s)")

@@ -23,14 +23,13 @@ import keras
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
-from hgn_tf.config import STRATEGIES, RunConfig
+from hgn_tf.config import CONFIG_FILE, STRATEGIES, RunConfig
 from hgn_tf.errors import ConfigError, RunError
 from hgn_tf.model import HGN
 
 __all__ = ["train", "load_run", "make_strategy", "build_model", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 WEIGHTS_FILE = "model.weights.h5"
-CONFIG_FILE = "config.json"
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -57,3 +57,56 @@ def test_every_option_of_every_sub_command_has_help_text():
                 name = "/".join(action.option_strings) or action.dest
                 missing.append(f"hgn {' '.join(path)} {name}")
     assert not missing, missing
+
+
+@pytest.mark.parametrize("flags, section, field, value", [
+    (["--integrator", "yoshida"], "model", "integrator", "yoshida"),
+    (["--integrator", "euler"], "model", "integrator", "euler"),
+    (["--variant", "deterministic"], "model", "deterministic", True),
+    (["--variant", "no-f-psi"], "model", "use_f_psi", False),
+    (["--variant", "direct"], "model", "dynamics", "direct"),
+    (["--input-mode", "inference", "--input-frames", "2"], "model", "input_frames", 2),
+    (["--input-mode", "inference", "--input-frames", "2"], "model", "input_mode", "inference"),
+    (["--frames", "6"], "data", "n_frames", 6),
+    (["--learning-rate", "0.003"], "train", "learning_rate", 0.003),
+    (["--steps", "7"], "train", "steps", 7),
+])
+def test_each_train_flag_reaches_the_config_field_it_names(tmp_path, flags, section, field, value):
+    base = ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny"]
+    cfg = cli._run_config(cli.build_parser().parse_args(base + flags))
+    assert getattr(getattr(cfg, section), field) == value
+    untouched = cli._run_config(cli.build_parser().parse_args(base))
+    assert getattr(getattr(untouched, section), field) != value
+
+
+def test_variant_full_is_the_published_model(tmp_path):
+    from hgn_tf import config as C
+
+    args = cli.build_parser().parse_args(
+        ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny", "--variant", "full"])
+    assert cli._run_config(args) == C.tiny()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--input-mode", "inference", "--input-frames", "9"], "--input-frames 9: "),
+    (["--frames", "40"], "--frames 40: "),
+    (["--learning-rate", "-1"], "--learning-rate -1.0: "),
+    (["--input-frames", "0"], "--input-frames 0: "),
+])
+def test_bad_flag_values_are_one_line_naming_the_flag(tmp_path, capsys, flags, named):
+    argv = ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny", *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err, err
+
+
+def test_a_flag_that_changes_an_existing_run_is_refused_not_ignored(tmp_path, capsys):
+    from hgn_tf import config as C
+
+    run = tmp_path / "r"
+    run.mkdir()
+    C.tiny().save(run / "config.json")
+    args = cli.build_parser().parse_args(["train", "--run-dir", str(run), "--steps", "9"])
+    assert cli._run_config(args) == C.tiny().replace(train=dict(steps=9))
+    assert cli.main(["train", "--run-dir", str(run), "--steps", "9"]) == 2
+    assert "another config" in capsys.readouterr().err

@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from hgn_tf.export import server
 
 from hgn_tf import cli, errors
 from hgn_tf import config as C
 from hgn_tf.errors import ConfigError, DataError, ExportError, HGNError, RunError
-from hgn_tf.export import server
 
 
 def test_the_family_is_value_errors_naming_a_field():

@@ -17,7 +17,7 @@ LAYERS = [
     ("hgn_tf.model",),
     ("hgn_tf.train",),
     ("hgn_tf.evaluate", "hgn_tf.tuning", "hgn_tf.export"),
-    ("hgn_tf.demo", "hgn_tf.cli"),
+    ("hgn_tf.experiments", "hgn_tf.demo", "hgn_tf.cli"),
 ]
 
 

@@ -59,6 +59,7 @@ def add_commands(subparsers) -> None:
 
     from hgn_tf.tuning.space import search_space_table
 
+    from hgn_tf.config import PRESETS
     from hgn_tf.physics import SYSTEM_NAMES
 
     p = subparsers.add_parser(
@@ -76,7 +77,7 @@ def add_commands(subparsers) -> None:
                    help="optimiser steps of a full trial")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help="steps between validations (hyperband: its unit of resource)")
-    p.add_argument("--preset", choices=("small", "tiny", "paper"), default="small",
+    p.add_argument("--preset", choices=tuple(PRESETS), default="small",
                    help="the base config every trial starts from")
     p.add_argument("--out", default=None, help="search folder (default runs/tune/SYSTEM_ALGORITHM)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir")

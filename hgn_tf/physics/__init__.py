@@ -32,7 +32,7 @@ from hgn_tf.errors import DataError
 from hgn_tf.physics.base import PhysicalSystem
 from hgn_tf.physics.damped_oscillator import DampedOscillator
 from hgn_tf.physics.double_pendulum import DoublePendulum
-from hgn_tf.physics.generate import SPLIT_IDS, STORED_FRAMES, generate
+from hgn_tf.physics.generate import SPLIT_IDS, STORED_FRAMES, generate, render_states
 from hgn_tf.physics.mass_spring import MassSpring
 from hgn_tf.physics.nbody import ThreeBody, TwoBody
 from hgn_tf.physics.pendulum import Pendulum
@@ -54,6 +54,7 @@ __all__ = [
     "get",
     "project",
     "render",
+    "render_states",
 ]
 
 _SYSTEMS: dict[str, type[PhysicalSystem]] = {

@@ -25,7 +25,7 @@ from hgn_tf.errors import DataError
 from hgn_tf.physics.base import PhysicalSystem
 from hgn_tf.physics.render import check_resolution, render
 
-__all__ = ["MAX_ATTEMPTS", "SPLIT_IDS", "STORED_FRAMES", "generate"]
+__all__ = ["MAX_ATTEMPTS", "SPLIT_IDS", "STORED_FRAMES", "generate", "render_states"]
 
 SPLIT_IDS: dict[str, int] = {"train": 0, "test": 1, "validation": 2}
 MAX_ATTEMPTS = 100
@@ -41,6 +41,21 @@ def _check_int(name: str, value, minimum: int) -> int:
     ):
         raise DataError(f"Invalid {name}={value!r}; allowed: an integer >= {minimum}.", name)
     return int(value)
+
+
+def render_states(system: PhysicalSystem, q, resolution: int = 32) -> np.ndarray:
+    """Frames uint8 [..., H, W, 3] of canonical positions q [..., dim], as the dataset draws them.
+
+    The dataset renders the noisy states (`q_noisy`); rendering the clean `q` gives the frames a
+    perfect model of the clean dynamics would produce (the experiments' noise floor).
+    """
+    return render(
+        system.positions(np.asarray(q, dtype=np.float64)),
+        extent=system.world_extent,
+        body_radius=system.body_radius,
+        colours=system.colours,
+        resolution=resolution,
+    )
 
 
 def _example_rng(seed: int, split_id: int, index: int, attempt: int) -> np.random.Generator:
@@ -143,13 +158,7 @@ def generate(
                 f"decrease body_radius (now {system.body_radius}), n_frames or noise_std."
             )
 
-    frames = render(
-        system.positions(q_noisy.astype(np.float64)),
-        extent=system.world_extent,
-        body_radius=system.body_radius,
-        colours=system.colours,
-        resolution=resolution,
-    )
+    frames = render_states(system, q_noisy, resolution)
     return {
         "frames": frames,
         "q": q,
