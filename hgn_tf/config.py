@@ -217,6 +217,11 @@ class TrainConfig:
       validation_steps: validation batches at each epoch end.
       seed: seeds weights, posterior sampling and data shuffling.
       strategy: "default" (one device) or "mirrored" (tf.distribute.MirroredStrategy).
+      curriculum: ((from_step, frames), ...): train on the first `frames` frames of each sequence
+        from optimiser step `from_step` on (the first pair starts at step 0; the frames never
+        exceed `data.n_frames`). Empty: every step trains on all `data.n_frames` frames. A model
+        that must roll out 30 frames can first fit a short window, then a longer one: trained on
+        30 frames from the start, it sits on the mean frame (measured on pendulum).
     """
 
     batch_size: int = 16
@@ -226,9 +231,20 @@ class TrainConfig:
     validation_steps: int = 20
     seed: int = 0
     strategy: str = "default"
+    curriculum: tuple = ()
 
     def __post_init__(self):
         _positive_int(self, "batch_size", "steps", "steps_per_epoch", "validation_steps")
+        stages = self.curriculum
+        ok = isinstance(stages, (tuple, list)) and all(
+            isinstance(s, (tuple, list)) and len(s) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in s) for s in stages)
+        ok = ok and (not stages or (
+            stages[0][0] == 0 and all(a[0] < b[0] for a, b in zip(stages, stages[1:]))
+            and all(f >= 1 for _, f in stages)))
+        _check(ok, "curriculum", stages, "pairs (from_step, frames) of integers, the first "
+               "from step 0, steps increasing, frames >= 1")
+        object.__setattr__(self, "curriculum", tuple(tuple(s) for s in stages))
         _check(
             isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0,
             "learning_rate",
@@ -243,6 +259,14 @@ class TrainConfig:
         )
         _check(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {STRATEGIES}")
 
+    def frames_at(self, step: int, n_frames: int) -> int:
+        """The frames trained on at optimiser step `step` (`n_frames` without a curriculum)."""
+        frames = n_frames
+        for from_step, stage_frames in self.curriculum:
+            if step >= from_step:
+                frames = stage_frames
+        return frames
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -253,6 +277,9 @@ class RunConfig:
 
     def __post_init__(self):
         self.model.upsampling_blocks(self.data.resolution)  # state_size fits the resolution
+        longest = max((f for _, f in self.train.curriculum), default=0)
+        _check(longest <= self.data.n_frames, "train.curriculum", self.train.curriculum,
+               f"frames at most data.n_frames ({self.data.n_frames})")
         if self.model.input_mode == "inference":
             _check(
                 self.model.input_frames < self.data.n_frames,

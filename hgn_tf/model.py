@@ -99,6 +99,11 @@ class HGN(keras.Model):
         self.geco_step = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="geco_step",
             aggregation="only_first_replica")
+        # The frames a training step fits (a curriculum lengthens it; see `TrainConfig`).
+        self.train_frames = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.sequence_length),
+            dtype="int32", trainable=False, name="train_frames",
+            aggregation="only_first_replica")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.recon_tracker = keras.metrics.Mean(name="recon")
         self.kl_tracker = keras.metrics.Mean(name="kl")
@@ -252,12 +257,17 @@ class HGN(keras.Model):
                             with_energy=False)["frames"]
 
     # ------------------------------------------------------------------ training
-    def objective_terms(self, frames, training):
-        """(recon, kl) of a batch: the per-pixel MSE of the rollout and the mean KL."""
+    def objective_terms(self, frames, training, horizon=None):
+        """(recon, kl) of a batch: the per-pixel MSE of the rollout and the mean KL.
+
+        `horizon`: fit only the first `horizon` frames (a curriculum; the encoder still reads
+        its k conditioning frames). None: every frame of `frames`.
+        """
         frames = _as_float_frames(frames)
         sample = training and not self.config.deterministic
-        out = self.rollout(frames, tf.shape(frames)[1], sample=sample, with_energy=False)
-        recon = tf.reduce_mean(tf.square(out["frames"] - frames))
+        n = tf.shape(frames)[1] if horizon is None else horizon
+        out = self.rollout(frames, n, sample=sample, with_energy=False)
+        recon = tf.reduce_mean(tf.square(out["frames"] - frames[:, :n]))
         kl = tf.reduce_mean(out["kl"])
         return recon, kl
 
@@ -274,7 +284,8 @@ class HGN(keras.Model):
         replica = tf.distribute.get_replica_context()
         replicas = replica.num_replicas_in_sync if replica is not None else 1
         with tf.GradientTape() as tape:
-            recon, kl = self.objective_terms(frames, training=True)
+            recon, kl = self.objective_terms(frames, training=True,
+                                             horizon=tf.convert_to_tensor(self.train_frames))
             # The gradient: this replica's share of the global objective.
             local = self._objective(recon, kl)
             loss = local.loss / replicas

@@ -27,7 +27,8 @@ from hgn_tf.config import CONFIG_FILE, STRATEGIES, RunConfig
 from hgn_tf.errors import ConfigError, RunError
 from hgn_tf.model import HGN
 
-__all__ = ["train", "load_run", "make_strategy", "build_model", "WEIGHTS_FILE", "CONFIG_FILE"]
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Curriculum", "build_model", "load_run", "make_strategy",
+           "train"]
 
 WEIGHTS_FILE = "model.weights.h5"
 
@@ -68,6 +69,22 @@ def _check_run_dir(cfg: RunConfig, run_dir: pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
+class Curriculum(keras.callbacks.Callback):
+    """Sets the model's `train_frames` from `TrainConfig.curriculum` before every step."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__()
+        self.cfg = cfg
+        self._frames = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        frames = self.cfg.train.frames_at(step, self.cfg.data.n_frames)
+        if frames != self._frames:
+            self.model.train_frames.assign(frames)
+            self._frames = frames
+
+
 def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),
           num_workers: int | None = None):
     """Train (or resume) the run in `run_dir`; returns (model, history).
@@ -94,6 +111,7 @@ def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch",
                                          delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
+        Curriculum(cfg),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         *callbacks,

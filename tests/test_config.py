@@ -82,3 +82,19 @@ def test_conditioning_frames_are_a_config_fact():
     assert cfg.conditioning_frames == 2
     with pytest.raises(ConfigError, match="input_frames"):
         C.tiny().replace(model=dict(input_mode="inference", input_frames=4))
+
+
+def test_curriculum_schedule_and_its_checks(tmp_path):
+    cfg = C.tiny().replace(data=dict(n_frames=6), train=dict(curriculum=[[0, 2], [3, 4], [5, 6]]))
+    assert cfg.train.curriculum == ((0, 2), (3, 4), (5, 6))  # lists from JSON become tuples
+    assert [cfg.train.frames_at(s, 6) for s in range(7)] == [2, 2, 2, 4, 4, 6, 6]
+    assert C.tiny().train.frames_at(100, 4) == 4  # no curriculum: every frame
+    cfg.save(tmp_path / "c.json")
+    assert C.RunConfig.load(tmp_path / "c.json") == cfg
+    for bad in ([[1, 2]], [[0, 2], [0, 3]], [[0, 0]], [[0, 2, 3]], [[0, True]]):
+        with pytest.raises(ConfigError) as e:
+            C.tiny().replace(train=dict(curriculum=bad))
+        assert e.value.field == "curriculum"
+    with pytest.raises(ConfigError, match="data.n_frames \\(4\\)") as e:
+        C.tiny().replace(train=dict(curriculum=[[0, 5]]))
+    assert e.value.field == "train.curriculum"

@@ -11,7 +11,7 @@ import pytest
 
 from hgn_tf import config as C
 from hgn_tf.errors import RunError
-from hgn_tf.train import load_run, train
+from hgn_tf.train import build_model, load_run, train
 
 
 class _Kill(keras.callbacks.Callback):
@@ -82,7 +82,8 @@ _MIRRORED = textwrap.dedent("""
         # Posterior draws cannot be the same on one and two replicas; use the posterior mean so
         # that one step on the same batch must give the same numbers.
         losses = model.objective_terms
-        model.objective_terms = lambda frames, training: losses(frames, training=False)
+        model.objective_terms = lambda frames, training, horizon=None: losses(
+            frames, training=False, horizon=horizon)
         hist = model.fit(tf.data.Dataset.from_tensors(x), epochs=2, verbose=0)
         out[name] = dict(loss=hist.history["loss"], recon=hist.history["recon"],
                          multiplier=float(model.geco_multiplier.numpy()),
@@ -100,3 +101,26 @@ def test_mirrored_strategy_step_matches_one_device():
     one, two = out["one"], out["two"]
     for k in ("loss", "recon", "multiplier", "ma", "w"):
         np.testing.assert_allclose(two[k], one[k], rtol=2e-4, err_msg=k)
+
+
+def test_curriculum_sets_the_frames_each_step_trains_on(tiny_config, tmp_path):
+    cfg = tiny_config.replace(train=dict(steps=4, steps_per_epoch=2, curriculum=[[0, 2], [2, 3]]))
+    seen = []
+
+    class _Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(int(self.model.train_frames.numpy()))
+
+    model, _ = train(cfg, tmp_path / "run", verbose=0, callbacks=[_Record()])
+    assert seen == [2, 2, 3, 3]
+    # A step fits only those frames (the encoder still reads all 4, autoencode): its
+    # reconstruction term is the MSE over the first 3.
+    det = build_model(cfg.replace(model=dict(deterministic=True)))
+    x = np.random.default_rng(0).random((4, 4, 32, 32, 3)).astype("float32")
+    x[:, 3] = 1.0  # a last frame unlike the others
+    recon3, _ = det.objective_terms(x, training=False, horizon=3)
+    recon4, _ = det.objective_terms(x, training=False)
+    det.train_frames.assign(3)
+    logs = det.train_step(x)
+    assert float(logs["recon"]) == pytest.approx(float(recon3), rel=1e-5)
+    assert float(recon4) > 1.1 * float(recon3)
