@@ -7,8 +7,8 @@
         assets/hgn_export.json   what a server needs to know without importing hgn_tf
       2/ ...
 
-Signatures (inputs -> outputs; B = batch, H = W = the model's resolution, S = state size,
-L = latent channels, k = the conditioning frames the encoder reads):
+Signatures (inputs -> outputs; B = batch, H = W = the model's resolution, [S, S, L] = the
+state's shape (`[L]` for a vector latent), k = the conditioning frames the encoder reads):
 
     rollout      frames uint8 [B, >=k, H, W, 3], n_steps int32 [], dt float32 []
                  -> frames float32 [B, n_steps, H, W, 3] in [0, 1], q, p [B, n_steps, S, S, L],
@@ -77,7 +77,7 @@ def export_info(model, max_steps: int, max_batch: int) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "resolution": model.resolution,
-        "state_shape": [c.state_size, c.state_size, c.latent_channels],
+        "state_shape": list(model.state_shape),
         "conditioning_frames": model.conditioning_frame_count,
         "input_mode": c.input_mode,
         "input_frames": c.input_frames,
@@ -106,9 +106,8 @@ class HGNExportModule(tf.Module):
         self._max_batch = info["max_batch"]
         self._has_energy = info["has_energy"]
         r = info["resolution"]
-        s, _, latent = info["state_shape"]
         frames = tf.TensorSpec([None, None, r, r, 3], tf.uint8, name="frames")
-        state = tf.TensorSpec([None, s, s, latent], tf.float32)
+        state = tf.TensorSpec([None, *info["state_shape"]], tf.float32)
         int_scalar = tf.TensorSpec([], tf.int32)
         dt = tf.TensorSpec([], tf.float32, name="dt")
         self.functions = {

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 DYNAMICS = ("hamiltonian", "direct")
+LATENTS = ("spatial", "vector")
 # The variants of HGN's Table 1 (and the reproduction's "integrator modelling"), as the
 # `ModelConfig` fields each sets; "full" is the HGN as published. The integrator is set apart.
 VARIANTS = {
@@ -131,6 +132,12 @@ class ModelConfig:
     then are leapfrog and Yoshida symplectic and of order 2 and 4). False gives one network over
     (q, p), on which those explicit schemes are first-order approximations.
 
+    `latent`: "spatial" -- the paper's state, q and p of shape [state_size, state_size,
+    latent_channels], with convolutional f_psi, Hamiltonian and decoder; "vector" -- HGN++'s
+    (Botev et al. 2021): q and p in R^latent_channels, an MLP Hamiltonian (`hamiltonian_layers`
+    hidden layers of `hamiltonian_filters` units), an MLP f_psi from z in R^z_channels, and a
+    linear map from q to the decoder's [state_size, state_size] input.
+
     `input_mode`: "autoencode" -- the encoder sees every frame and all are reconstructed;
     "inference" -- the encoder sees the first `input_frames` frames, the rest are predicted.
 
@@ -152,6 +159,7 @@ class ModelConfig:
     deterministic: bool = False
     use_f_psi: bool = True
     dynamics: str = "hamiltonian"
+    latent: str = "spatial"
     input_mode: str = "autoencode"
     input_frames: int = 5
 
@@ -180,6 +188,7 @@ class ModelConfig:
             self.integrator in INTEGRATORS, "integrator", self.integrator, f"one of {INTEGRATORS}"
         )
         _check(self.dynamics in DYNAMICS, "dynamics", self.dynamics, f"one of {DYNAMICS}")
+        _check(self.latent in LATENTS, "latent", self.latent, f"one of {LATENTS}")
         _check(
             self.input_mode in INPUT_MODES, "input_mode", self.input_mode, f"one of {INPUT_MODES}"
         )

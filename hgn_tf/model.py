@@ -65,7 +65,9 @@ class HGN(keras.Model):
         latent = c.latent_channels
         blocks = c.upsampling_blocks(self.resolution)
         posterior_params = 1 if c.deterministic else 2
-        if c.use_f_psi:
+        if c.latent == "vector":
+            self._build_vector_networks(posterior_params, blocks)
+        elif c.use_f_psi:
             self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
                                             name="encoder")
             self.transformer = networks.Transformer(c.transformer_filters, 2 * latent, blocks,
@@ -76,7 +78,9 @@ class HGN(keras.Model):
                                             downsample_filters=c.transformer_filters,
                                             name="encoder")
             self.transformer = None
-        if c.dynamics == "hamiltonian":
+        if c.latent == "vector":
+            pass
+        elif c.dynamics == "hamiltonian":
             self.hamiltonian_net = networks.HamiltonianNet(
                 c.hamiltonian_filters, c.hamiltonian_layers, separable=c.separable_hamiltonian,
                 name="hamiltonian")
@@ -87,7 +91,8 @@ class HGN(keras.Model):
             self.dynamics_net = networks.DirectDynamics(c.hamiltonian_filters, c.hamiltonian_layers,
                                                         latent, name="dynamics")
             self.integrator = None
-        self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
+        if c.latent != "vector":
+            self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
         self.seed_generator = keras.random.SeedGenerator(seed, name="posterior_seed")
         # GECO state: non-trainable, identical on every replica (updated from all-reduced values).
         self.geco_constraint_ma = self.add_weight(
@@ -108,11 +113,41 @@ class HGN(keras.Model):
         self.recon_tracker = keras.metrics.Mean(name="recon")
         self.kl_tracker = keras.metrics.Mean(name="kl")
 
+    def _build_vector_networks(self, posterior_params, blocks):
+        """The networks of `latent="vector"`: q, p in R^d, an MLP Hamiltonian (HGN++)."""
+        c = self.config
+        d = c.latent_channels
+        posterior_dim = c.z_channels if c.use_f_psi else 2 * d
+        self.encoder = networks.VectorEncoder(c.encoder_filters, posterior_params * posterior_dim,
+                                              blocks, c.transformer_filters, name="encoder")
+        self.transformer = (networks.VectorTransformer(c.transformer_filters, 2, 2 * d,
+                                                       name="f_psi") if c.use_f_psi else None)
+        if c.dynamics == "hamiltonian":
+            self.hamiltonian_net = networks.VectorHamiltonianNet(
+                c.hamiltonian_filters, c.hamiltonian_layers, separable=c.separable_hamiltonian,
+                name="hamiltonian")
+            self.dynamics_net = None
+            self.integrator = integrators.get(c.integrator)
+        else:
+            self.hamiltonian_net = None
+            self.dynamics_net = networks.VectorDirectDynamics(
+                c.hamiltonian_filters, c.hamiltonian_layers, d, name="dynamics")
+            self.integrator = None
+        self.decoder = networks.VectorDecoder(c.decoder_filters, blocks, c.state_size,
+                                              name="decoder")
+
     # ------------------------------------------------------------------ pieces
     @property
-    def state_shape(self):
+    def state_shape(self) -> tuple[int, ...]:
+        """The shape of q (and of p): [S, S, L] (spatial) or [L] (vector)."""
         c = self.config
+        if c.latent == "vector":
+            return (c.latent_channels,)
         return (c.state_size, c.state_size, c.latent_channels)
+
+    @property
+    def _latent_ndims(self) -> int:
+        return len(self.state_shape)
 
     @property
     def conditioning_frame_count(self) -> int:
@@ -135,12 +170,14 @@ class HGN(keras.Model):
         params = self.encoder(frames)
         mean, log_var = tf.split(params, 2, axis=-1)
         scale = tf.exp(0.5 * tf.clip_by_value(log_var, -20.0, 10.0))
-        return tfd.Independent(tfd.Normal(mean, scale), reinterpreted_batch_ndims=3)
+        return tfd.Independent(tfd.Normal(mean, scale),
+                               reinterpreted_batch_ndims=self._latent_ndims)
 
     def prior(self, like):
         """N(0, I) with the event shape of `like`."""
         zeros = tf.zeros_like(like)
-        return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)), reinterpreted_batch_ndims=3)
+        return tfd.Independent(tfd.Normal(zeros, tf.ones_like(zeros)),
+                               reinterpreted_batch_ndims=self._latent_ndims)
 
     def latent_to_state(self, z):
         s = self.transformer(z) if self.transformer is not None else z
@@ -162,7 +199,8 @@ class HGN(keras.Model):
                 z = post.sample(seed=tf.cast(seed, tf.int32))  # TFP takes int32 stateless seeds
             else:
                 z = post.mean()
-            locations = tf.cast(tf.reduce_prod(tf.shape(z)[1:3]), z.dtype)
+            # Per latent location (spatial: H x W of them); a vector latent is one location.
+            locations = tf.cast(tf.reduce_prod(tf.shape(z)[1:-1]), z.dtype)
             kl = post.kl_divergence(self.prior(z)) / locations
         q0, p0 = self.latent_to_state(z)
         return q0, p0, kl
@@ -174,14 +212,15 @@ class HGN(keras.Model):
         return self.hamiltonian_net(q, p)
 
     def decode(self, q):
-        """q [..., S, S, L] -> frames [..., H, W, 3] (any number of leading axes)."""
-        lead = tf.shape(q)[:-3]
-        flat = tf.reshape(q, tf.concat([[-1], tf.shape(q)[-3:]], axis=0))
+        """q [..., *state_shape] -> frames [..., H, W, 3] (any number of leading axes)."""
+        n = self._latent_ndims
+        lead = tf.shape(q)[:-n]
+        flat = tf.reshape(q, tf.concat([[-1], tf.shape(q)[-n:]], axis=0))
         x = self.decoder(flat)
         return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], axis=0))
 
     def integrate(self, q0, p0, n_steps, dt):
-        """States at 0, dt, ..., (n_steps - 1) dt -> qs, ps [B, n_steps, S, S, L].
+        """States at 0, dt, ..., (n_steps - 1) dt -> qs, ps [B, n_steps, *state_shape].
 
         Runs in a `tf.while_loop`: tracing cost does not depend on n_steps. Negative dt runs
         backward in time; a scaled dt runs faster or slower.
@@ -192,7 +231,7 @@ class HGN(keras.Model):
         else:
             qs, ps = integrators.integrate(self.integrator, self.hamiltonian_net, q0, p0, dt,
                                            n_steps - 1)
-        perm = [1, 0, 2, 3, 4]
+        perm = [1, 0, *range(2, 2 + self._latent_ndims)]
         return tf.transpose(qs, perm), tf.transpose(ps, perm)
 
     def energies(self, qs, ps):
@@ -236,7 +275,9 @@ class HGN(keras.Model):
                               "deterministic")
         c = self.config
         dt = c.dt if dt is None else dt
-        if c.use_f_psi:
+        if c.latent == "vector":
+            shape = [n, c.z_channels if c.use_f_psi else 2 * c.latent_channels]
+        elif c.use_f_psi:
             shape = [n, self.resolution, self.resolution, c.z_channels]
         else:
             shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]

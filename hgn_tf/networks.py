@@ -32,7 +32,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["Encoder", "Transformer", "HamiltonianNet", "Decoder", "DirectDynamics"]
+__all__ = ["Encoder", "Transformer", "HamiltonianNet", "Decoder", "DirectDynamics",
+           "VectorEncoder", "VectorTransformer", "VectorHamiltonianNet", "VectorDecoder",
+           "VectorDirectDynamics"]
 
 
 def _conv(filters, activation=None, strides=1, kernel_size=3, name=None):
@@ -172,3 +174,99 @@ class Decoder(keras.layers.Layer):
         for block in self.blocks:
             x = block(x)
         return self.out(x)
+
+
+# ------------------------------------------------------------------------- vector latent state
+# HGN++ (Botev et al. 2021, DeepMind's physics_inspired_models): the state is a vector
+# (q, p in R^d) and the Hamiltonian an MLP; the convolutional encoder and decoder stay.
+
+
+def _mlp(units, layers, out, activation, name):
+    hidden = [keras.layers.Dense(units, activation, name=f"{name}{i}") for i in range(layers)]
+    return hidden, keras.layers.Dense(out, name=f"{name}_out")
+
+
+class VectorEncoder(keras.layers.Layer):
+    """Frames [B, k, H, W, 3] -> [B, out_dim]: `Encoder` down to S x S, then a linear map."""
+
+    def __init__(self, filters, out_dim, downsample_blocks, downsample_filters, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = Encoder(filters, downsample_filters, downsample_blocks=downsample_blocks,
+                            downsample_filters=downsample_filters, name="conv")
+        self.flatten = keras.layers.Flatten()
+        self.out = keras.layers.Dense(out_dim, name="out")
+
+    def call(self, frames):
+        return self.out(self.flatten(tf.nn.relu(self.conv(frames))))
+
+
+class VectorTransformer(keras.layers.Layer):
+    """f_psi: z [B, z_dim] -> s0 [B, 2d] by an MLP (ReLU hidden layers)."""
+
+    def __init__(self, units, layers, state_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out = _mlp(units, layers, state_dim, "relu", "dense")
+
+    def call(self, z):
+        for layer in self.hidden:
+            z = layer(z)
+        return self.out(z)
+
+
+class _EnergyMLP(keras.layers.Layer):
+    """x [B, n] -> scalar [B]: Softplus MLP, linear head without bias (see `_EnergyNet`)."""
+
+    def __init__(self, units, layers, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [keras.layers.Dense(units, "softplus", name=f"dense{i}")
+                       for i in range(layers)]
+        self.head = keras.layers.Dense(1, use_bias=False, name="head")
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return tf.squeeze(self.head(x), axis=-1)
+
+
+class VectorHamiltonianNet(HamiltonianNet):
+    """H_gamma(q, p): q, p [B, d] -> energy [B]; separable K(p) + V(q) MLPs by default."""
+
+    def __init__(self, units, layers, separable=True, **kwargs):
+        keras.layers.Layer.__init__(self, **kwargs)
+        self.separable = separable
+        if separable:
+            self.kinetic = _EnergyMLP(units, layers, name="kinetic")
+            self.potential = _EnergyMLP(units, layers, name="potential")
+        else:
+            self.energy = _EnergyMLP(units, layers, name="energy")
+
+
+class VectorDirectDynamics(keras.layers.Layer):
+    """(q, p) [B, d] -> (dq/dt, dp/dt) by an MLP (the "direct" variant on a vector state)."""
+
+    def __init__(self, units, layers, latent_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out = _mlp(units, layers, 2 * latent_dim, "softplus", "dense")
+        self.latent_dim = latent_dim
+
+    def call(self, q, p):
+        x = tf.concat([q, p], axis=-1)
+        for layer in self.hidden:
+            x = layer(x)
+        x = self.out(x)
+        return x[..., : self.latent_dim], x[..., self.latent_dim :]
+
+
+class VectorDecoder(keras.layers.Layer):
+    """q [B, d] -> image: a linear map to [S, S, filters], then `Decoder`'s upsampling blocks."""
+
+    def __init__(self, filters, blocks, state_size, **kwargs):
+        super().__init__(**kwargs)
+        self.state_size, self.filters = state_size, filters
+        self.dense = keras.layers.Dense(state_size * state_size * filters, name="dense")
+        self.conv = Decoder(filters, blocks, name="conv")
+
+    def call(self, q):
+        x = self.dense(q)
+        x = tf.reshape(x, [-1, self.state_size, self.state_size, self.filters])
+        return self.conv(x)

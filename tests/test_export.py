@@ -287,3 +287,22 @@ def test_deterministic_direct_models_export_without_sample_and_energy(tmp_path):
                                atol=1e-5)
     info = json.loads((path / "assets" / EXPORT_INFO_FILE).read_text())
     assert info["has_energy"] is False and info["signatures"] == ["rollout", "encode", "decode"]
+
+
+def test_a_vector_latent_model_exports_its_state_shape(tmp_path):
+    import tensorflow as tf
+
+    from hgn_tf.train import build_model
+
+    cfg = C.tiny("pendulum").replace(model=dict(latent="vector", latent_channels=3))
+    model = build_model(cfg)
+    path = export_saved_model(model, tmp_path / "hgn")
+    info = json.loads((path / "assets" / EXPORT_INFO_FILE).read_text())
+    assert info["state_shape"] == [3]
+    loaded = tf.saved_model.load(str(path))
+    q = np.random.default_rng(2).standard_normal((2, 3)).astype(np.float32)
+    p = np.random.default_rng(3).standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.signatures["hamiltonian"](q=q, p=p)["energy"],
+                               model.hamiltonian(q, p), atol=1e-5)
+    np.testing.assert_allclose(loaded.signatures["decode"](q=q)["frames"], model.decode(q),
+                               atol=1e-5)

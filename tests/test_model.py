@@ -30,7 +30,11 @@ VARIANTS = {
     "direct": dict(dynamics="direct"),
     "inference": dict(input_mode="inference", input_frames=2),
     "non_separable": dict(separable_hamiltonian=False),
+    "vector": dict(latent="vector", latent_channels=3),
+    "vector_no_f_psi": dict(latent="vector", latent_channels=3, use_f_psi=False),
+    "vector_direct": dict(latent="vector", latent_channels=3, dynamics="direct"),
 }
+LATENTS = {"spatial": {}, "vector": dict(latent="vector", latent_channels=3)}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -67,8 +71,9 @@ def test_rollout_speed_and_direction_follow_dt():
     np.testing.assert_allclose(qz[:, 2], q0, atol=1e-7)
 
 
-def test_save_load_gives_identical_outputs(tmp_path):
-    cfg = C.tiny()
+@pytest.mark.parametrize("latent", sorted(LATENTS))
+def test_save_load_gives_identical_outputs(tmp_path, latent):
+    cfg = C.tiny().replace(model=LATENTS[latent])
     model = build_model(cfg)
     x = _frames()
     model.train_step(x)  # moves weights and GECO state away from their initial values
@@ -82,8 +87,10 @@ def test_save_load_gives_identical_outputs(tmp_path):
         assert float(getattr(model, name)) == float(getattr(other, name))
 
 
-def test_separable_hamiltonian_splits_into_kinetic_and_potential():
-    model = build_model(C.tiny())
+@pytest.mark.parametrize("latent", sorted(LATENTS))
+def test_separable_hamiltonian_splits_into_kinetic_and_potential(latent):
+    model = build_model(C.tiny().replace(model=LATENTS[latent]))
+    assert model.state_shape == ((3,) if latent == "vector" else (4, 4, 2))
     q0, p0, _ = model.encode(_frames())
     h = model.hamiltonian
     # H(q, p) - H(q, p') does not depend on q when H = K(p) + V(q).
