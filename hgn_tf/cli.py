@@ -3,8 +3,12 @@
 hgn data build --system pendulum [--max-examples N]   build the TFDS dataset
 hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored sequences
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
-hgn evaluate --run-dir R                               metrics.json + pictures in R/eval
+hgn evaluate --run-dir R [--horizon 30]               metrics.json + pictures in R/eval
+hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
+hgn export / serve / rollout, hgn tune                 see hgn_tf.export, hgn_tf.tuning
+
+A user's mistake (`hgn_tf.errors.HGNError`) is printed as one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -44,8 +48,6 @@ def _import_tensorflow_quietly() -> None:
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
-        except ImportError:
-            pass  # a client-only install: the sub-commands that need TensorFlow will say so
         finally:
             os.dup2(saved, 2)
             os.close(saved)
