@@ -67,32 +67,20 @@ class HGN(keras.Model):
         posterior_params = 1 if c.deterministic else 2
         if c.latent == "vector":
             self._build_vector_networks(posterior_params, blocks)
-        elif c.use_f_psi:
-            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
-                                            name="encoder")
-            self.transformer = networks.Transformer(c.transformer_filters, 2 * latent, blocks,
-                                                    name="f_psi")
         else:
-            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * 2 * latent,
-                                            downsample_blocks=blocks,
-                                            downsample_filters=c.transformer_filters,
-                                            name="encoder")
-            self.transformer = None
-        if c.latent == "vector":
-            pass
-        elif c.dynamics == "hamiltonian":
+            self._build_spatial_networks(posterior_params, blocks)
+        dense = c.latent == "vector"
+        if c.dynamics == "hamiltonian":
             self.hamiltonian_net = networks.HamiltonianNet(
                 c.hamiltonian_filters, c.hamiltonian_layers, separable=c.separable_hamiltonian,
-                name="hamiltonian")
+                dense=dense, name="hamiltonian")
             self.dynamics_net = None
             self.integrator = integrators.get(c.integrator)
         else:
             self.hamiltonian_net = None
             self.dynamics_net = networks.DirectDynamics(c.hamiltonian_filters, c.hamiltonian_layers,
-                                                        latent, name="dynamics")
+                                                        latent, dense=dense, name="dynamics")
             self.integrator = None
-        if c.latent != "vector":
-            self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
         self.seed_generator = keras.random.SeedGenerator(seed, name="posterior_seed")
         # GECO state: non-trainable, identical on every replica (updated from all-reduced values).
         self.geco_constraint_ma = self.add_weight(
@@ -113,8 +101,25 @@ class HGN(keras.Model):
         self.recon_tracker = keras.metrics.Mean(name="recon")
         self.kl_tracker = keras.metrics.Mean(name="kl")
 
+    def _build_spatial_networks(self, posterior_params, blocks):
+        """Encoder, f_psi and decoder of the paper's [S, S, L] state."""
+        c = self.config
+        latent = c.latent_channels
+        if c.use_f_psi:
+            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
+                                            name="encoder")
+            self.transformer = networks.Transformer(c.transformer_filters, 2 * latent, blocks,
+                                                    name="f_psi")
+        else:
+            self.encoder = networks.Encoder(c.encoder_filters, posterior_params * 2 * latent,
+                                            downsample_blocks=blocks,
+                                            downsample_filters=c.transformer_filters,
+                                            name="encoder")
+            self.transformer = None
+        self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
+
     def _build_vector_networks(self, posterior_params, blocks):
-        """The networks of `latent="vector"`: q, p in R^d, an MLP Hamiltonian (HGN++)."""
+        """Encoder, f_psi and decoder of `latent="vector"` (HGN++): q, p in R^d."""
         c = self.config
         d = c.latent_channels
         posterior_dim = c.z_channels if c.use_f_psi else 2 * d
@@ -122,17 +127,6 @@ class HGN(keras.Model):
                                               blocks, c.transformer_filters, name="encoder")
         self.transformer = (networks.VectorTransformer(c.transformer_filters, 2, 2 * d,
                                                        name="f_psi") if c.use_f_psi else None)
-        if c.dynamics == "hamiltonian":
-            self.hamiltonian_net = networks.VectorHamiltonianNet(
-                c.hamiltonian_filters, c.hamiltonian_layers, separable=c.separable_hamiltonian,
-                name="hamiltonian")
-            self.dynamics_net = None
-            self.integrator = integrators.get(c.integrator)
-        else:
-            self.hamiltonian_net = None
-            self.dynamics_net = networks.VectorDirectDynamics(
-                c.hamiltonian_filters, c.hamiltonian_layers, d, name="dynamics")
-            self.integrator = None
         self.decoder = networks.VectorDecoder(c.decoder_filters, blocks, c.state_size,
                                               name="decoder")
 

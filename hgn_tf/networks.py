@@ -33,8 +33,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["Encoder", "Transformer", "HamiltonianNet", "Decoder", "DirectDynamics",
-           "VectorEncoder", "VectorTransformer", "VectorHamiltonianNet", "VectorDecoder",
-           "VectorDirectDynamics"]
+           "VectorEncoder", "VectorTransformer", "VectorDecoder"]
 
 
 def _conv(filters, activation=None, strides=1, kernel_size=3, name=None):
@@ -86,12 +85,20 @@ class Transformer(keras.layers.Layer):
         return self.out(z)
 
 
-class _EnergyNet(keras.layers.Layer):
-    """x [B, S, S, c] -> scalar [B]: Softplus convs, flatten, linear head without bias."""
+def _softplus_layers(filters, layers, dense):
+    """`layers` Softplus convs (3x3) or, `dense`, Softplus dense layers of `filters` units."""
+    if dense:
+        return [keras.layers.Dense(filters, "softplus", name=f"dense{i}") for i in range(layers)]
+    return [_conv(filters, "softplus", name=f"conv{i}") for i in range(layers)]
 
-    def __init__(self, filters, layers, **kwargs):
+
+class _EnergyNet(keras.layers.Layer):
+    """x [B, S, S, c] (or [B, c], `dense`) -> scalar [B]: Softplus convs (or an MLP), flatten,
+    linear head without bias."""
+
+    def __init__(self, filters, layers, dense=False, **kwargs):
         super().__init__(**kwargs)
-        self.convs = [_conv(filters, "softplus", name=f"conv{i}") for i in range(layers)]
+        self.convs = _softplus_layers(filters, layers, dense)
         self.flatten = keras.layers.Flatten()
         # No bias: a constant energy offset has no gradient in q or p, so nothing could train it.
         self.head = keras.layers.Dense(1, use_bias=False, name="head")
@@ -114,14 +121,14 @@ class HamiltonianNet(keras.layers.Layer):
         reversible (see `hgn_tf.integrators`).
     """
 
-    def __init__(self, filters, layers, separable=True, **kwargs):
+    def __init__(self, filters, layers, separable=True, dense=False, **kwargs):
         super().__init__(**kwargs)
         self.separable = separable
         if separable:
-            self.kinetic = _EnergyNet(filters, layers, name="kinetic")
-            self.potential = _EnergyNet(filters, layers, name="potential")
+            self.kinetic = _EnergyNet(filters, layers, dense, name="kinetic")
+            self.potential = _EnergyNet(filters, layers, dense, name="potential")
         else:
-            self.energy = _EnergyNet(filters, layers, name="energy")
+            self.energy = _EnergyNet(filters, layers, dense, name="energy")
 
     def call(self, q, p):
         if self.separable:
@@ -130,12 +137,14 @@ class HamiltonianNet(keras.layers.Layer):
 
 
 class DirectDynamics(keras.layers.Layer):
-    """(q, p) -> (dq/dt, dp/dt) predicted directly ([Re] HGN "integrator modelling")."""
+    """(q, p) -> (dq/dt, dp/dt) predicted directly ([Re] HGN "integrator modelling"); by convs
+    on a spatial state, or by an MLP on a vector state (`dense`)."""
 
-    def __init__(self, filters, layers, latent_channels, **kwargs):
+    def __init__(self, filters, layers, latent_channels, dense=False, **kwargs):
         super().__init__(**kwargs)
-        self.convs = [_conv(filters, "softplus", name=f"conv{i}") for i in range(layers)]
-        self.out = _conv(2 * latent_channels, name="out")
+        self.convs = _softplus_layers(filters, layers, dense)
+        self.out = (keras.layers.Dense(2 * latent_channels, name="out") if dense
+                    else _conv(2 * latent_channels, name="out"))
         self.latent_channels = latent_channels
 
     def call(self, q, p):
@@ -178,7 +187,8 @@ class Decoder(keras.layers.Layer):
 
 # ------------------------------------------------------------------------- vector latent state
 # HGN++ (Botev et al. 2021, DeepMind's physics_inspired_models): the state is a vector
-# (q, p in R^d) and the Hamiltonian an MLP; the convolutional encoder and decoder stay.
+# (q, p in R^d) and the Hamiltonian an MLP (`HamiltonianNet(dense=True)`); the convolutional
+# encoder and decoder stay.
 
 
 def _mlp(units, layers, out, activation, name):
@@ -211,50 +221,6 @@ class VectorTransformer(keras.layers.Layer):
         for layer in self.hidden:
             z = layer(z)
         return self.out(z)
-
-
-class _EnergyMLP(keras.layers.Layer):
-    """x [B, n] -> scalar [B]: Softplus MLP, linear head without bias (see `_EnergyNet`)."""
-
-    def __init__(self, units, layers, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = [keras.layers.Dense(units, "softplus", name=f"dense{i}")
-                       for i in range(layers)]
-        self.head = keras.layers.Dense(1, use_bias=False, name="head")
-
-    def call(self, x):
-        for layer in self.hidden:
-            x = layer(x)
-        return tf.squeeze(self.head(x), axis=-1)
-
-
-class VectorHamiltonianNet(HamiltonianNet):
-    """H_gamma(q, p): q, p [B, d] -> energy [B]; separable K(p) + V(q) MLPs by default."""
-
-    def __init__(self, units, layers, separable=True, **kwargs):
-        keras.layers.Layer.__init__(self, **kwargs)
-        self.separable = separable
-        if separable:
-            self.kinetic = _EnergyMLP(units, layers, name="kinetic")
-            self.potential = _EnergyMLP(units, layers, name="potential")
-        else:
-            self.energy = _EnergyMLP(units, layers, name="energy")
-
-
-class VectorDirectDynamics(keras.layers.Layer):
-    """(q, p) [B, d] -> (dq/dt, dp/dt) by an MLP (the "direct" variant on a vector state)."""
-
-    def __init__(self, units, layers, latent_dim, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden, self.out = _mlp(units, layers, 2 * latent_dim, "softplus", "dense")
-        self.latent_dim = latent_dim
-
-    def call(self, q, p):
-        x = tf.concat([q, p], axis=-1)
-        for layer in self.hidden:
-            x = layer(x)
-        x = self.out(x)
-        return x[..., : self.latent_dim], x[..., self.latent_dim :]
 
 
 class VectorDecoder(keras.layers.Layer):

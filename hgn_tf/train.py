@@ -70,7 +70,8 @@ def _check_run_dir(cfg: RunConfig, run_dir: pathlib.Path) -> None:
 
 
 class Curriculum(keras.callbacks.Callback):
-    """Sets the model's `train_frames` from `TrainConfig.curriculum` before every step."""
+    """Sets the model's `train_frames` from `TrainConfig.curriculum` before every step, and ends
+    training after exactly `TrainConfig.steps` steps (the last epoch may be shorter)."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -83,6 +84,10 @@ class Curriculum(keras.callbacks.Callback):
         if frames != self._frames:
             self.model.train_frames.assign(frames)
             self._frames = frames
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.cfg.train.steps:
+            self.model.stop_training = True
 
 
 def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),

@@ -104,15 +104,17 @@ def test_mirrored_strategy_step_matches_one_device():
 
 
 def test_curriculum_sets_the_frames_each_step_trains_on(tiny_config, tmp_path):
-    cfg = tiny_config.replace(train=dict(steps=4, steps_per_epoch=2, curriculum=[[0, 2], [2, 3]]))
+    # 5 steps in epochs of 2: the third epoch stops after one step.
+    cfg = tiny_config.replace(train=dict(steps=5, steps_per_epoch=2, curriculum=[[0, 2], [2, 3]]))
     seen = []
 
     class _Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(int(self.model.train_frames.numpy()))
 
-    model, _ = train(cfg, tmp_path / "run", verbose=0, callbacks=[_Record()])
-    assert seen == [2, 2, 3, 3]
+    model, history = train(cfg, tmp_path / "run", verbose=0, callbacks=[_Record()])
+    assert seen == [2, 2, 3, 3, 3] and int(model.optimizer.iterations) == 5
+    assert len(history.epoch) == 3
     # A step fits only those frames (the encoder still reads all 4, autoencode): its
     # reconstruction term is the MSE over the first 3.
     det = build_model(cfg.replace(model=dict(deterministic=True)))
