@@ -37,6 +37,7 @@ import os
 import pathlib
 import time
 
+import keras
 import numpy as np
 
 from hgn_tf import config as C
@@ -151,12 +152,8 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
         metrics_path = pair / "eval" / "metrics.json"
         if not metrics_path.exists():
             _say(verbose, f"{protocol}/{system}/{variant}: training {cfg.train.steps} steps")
-            start = time.perf_counter()
-            train(cfg, pair, verbose=2 if verbose else 0)
-            timing_path = pair / "timing.json"
-            spent = json.loads(timing_path.read_text())["train_seconds"] \
-                if timing_path.exists() else 0.0
-            _write_json(timing_path, {"train_seconds": spent + time.perf_counter() - start})
+            train(cfg, pair, verbose=2 if verbose else 0,
+                  callbacks=[_TrainClock(pair / "timing.json")])
             evaluate(pair, horizon=STORED_FRAMES, max_sequences=max_sequences, verbose=False)
         results[(system, variant)] = json.loads(metrics_path.read_text())
         floor_path = root / system / "noise_floor.json"
@@ -165,6 +162,24 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
         write_tables(root, protocol)
         _say(verbose, f"{protocol}/{system}/{variant}: done; tables in {root}")
     return results
+
+
+class _TrainClock(keras.callbacks.Callback):
+    """Adds each finished epoch's wall time to `path` ({"train_seconds": ...}): a pair trained
+    over several (killed and resumed) processes counts the epochs it kept, once each."""
+
+    def __init__(self, path: pathlib.Path):
+        super().__init__()
+        self.path = path
+
+    def on_train_begin(self, logs=None):
+        self._mark = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        spent = json.loads(self.path.read_text())["train_seconds"] if self.path.exists() else 0.0
+        _write_json(self.path, {"train_seconds": spent + now - self._mark})
+        self._mark = now
 
 
 def _say(verbose: bool, message: str) -> None:
