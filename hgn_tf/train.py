@@ -27,8 +27,8 @@ from hgn_tf.config import CONFIG_FILE, STRATEGIES, RunConfig
 from hgn_tf.errors import ConfigError, RunError
 from hgn_tf.model import HGN
 
-__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Curriculum", "build_model", "load_run", "make_strategy",
-           "train"]
+__all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "Curriculum", "StopAtStep", "build_model", "load_run",
+           "make_strategy", "train"]
 
 WEIGHTS_FILE = "model.weights.h5"
 
@@ -70,8 +70,9 @@ def _check_run_dir(cfg: RunConfig, run_dir: pathlib.Path) -> None:
 
 
 class Curriculum(keras.callbacks.Callback):
-    """Sets the model's `train_frames` from `TrainConfig.curriculum` before every step, and ends
-    training after exactly `TrainConfig.steps` steps (the last epoch may be shorter)."""
+    """Sets the model's `train_frames` from `TrainConfig.curriculum` before every step.
+
+    Every `fit` of a config with a curriculum needs it (`train`, and keras-tuner's trials)."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__()
@@ -85,8 +86,16 @@ class Curriculum(keras.callbacks.Callback):
             self.model.train_frames.assign(frames)
             self._frames = frames
 
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training after exactly `steps` optimiser steps (the last epoch may be shorter)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.cfg.train.steps:
+        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
             self.model.stop_training = True
 
 
@@ -117,6 +126,7 @@ def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),
                                          delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         Curriculum(cfg),
+        StopAtStep(t.steps),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         *callbacks,

@@ -284,3 +284,25 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tiny_config, tmp_p
     assert sum(epochs.values()) == 4 and min(epochs.values()) >= 1, epochs
     assert "4 completed" in logs["chief"]
     C.RunConfig.load(out / "best_config.json")
+
+
+def test_a_trial_follows_the_base_configs_curriculum():
+    import keras
+    import tensorflow as tf
+
+    from hgn_tf.tuning.hypermodel import GecoHyperModel
+
+    base = C.tiny().replace(train=dict(curriculum=[[0, 2], [1, 3]]))
+    hypermodel = GecoHyperModel(base)
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    seen = []
+
+    class _Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(int(self.model.train_frames.numpy()))
+
+    x = tf.data.Dataset.from_tensors(np.zeros((2, 4, 32, 32, 3), np.float32)).repeat()
+    hypermodel.fit(hp, model, x, validation_data=x, epochs=1, steps_per_epoch=3,
+                   validation_steps=1, verbose=0, callbacks=[_Record()])
+    assert seen == [2, 3, 3]

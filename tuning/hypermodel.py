@@ -231,7 +231,8 @@ class GecoHyperModel(keras_tuner.HyperModel):
           keras_tuner.errors.FailedTrialError: the trial diverged (see `failure_reason`).
           keras_tuner.errors.FatalValueError: no validation metrics (pass `validation_data`).
         """
-        callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN()]
+        callbacks = [*(callbacks or []), keras.callbacks.TerminateOnNaN(),
+                     train_lib.Curriculum(self.config(hp))]
         history = model.fit(*args, callbacks=callbacks, **kwargs).history
         multiplier = float(model.geco_multiplier.numpy())
         reason = failure_reason(history, multiplier, model.geco_config)
