@@ -289,7 +289,6 @@ def test_distributed_search_chief_and_two_workers_on_loopback(tiny_config, tmp_p
 def test_a_trial_follows_the_base_configs_curriculum():
     import keras
     import tensorflow as tf
-
     from hgn_tf.tuning.hypermodel import GecoHyperModel
 
     base = C.tiny().replace(train=dict(curriculum=[[0, 2], [1, 3]]))
