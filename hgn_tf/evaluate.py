@@ -45,19 +45,18 @@ def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | Non
                    mean_frame: np.ndarray, frames_read: int) -> dict:
     """Every figure of one split from predicted and true frames [N, T, H, W, 3] in [0, 1]."""
     anchor = min(frames_read, truth.shape[1]) - 1
-    report = metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor)
-    vpt = metrics.valid_prediction_time(pred, truth)
+    errors = metrics.frame_errors(pred, truth, mean_frame=mean_frame, anchor=anchor)
+    report = metrics.window_report(errors)
+    vpt = metrics.valid_prediction_time(pred, truth, errors=errors["model"])
     report.update(
-        per_step_mse=[float(x) for x in metrics.per_frame_mse(pred, truth).mean(axis=0)],
+        per_step_mse=[float(x) for x in errors["model"].mean(axis=0)],
         vpt=float(vpt.mean()),
         vpt_median=float(np.median(vpt)),
         n_sequences=int(len(truth)),
-        read=metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor,
-                                   window=slice(0, frames_read)),
+        read=metrics.window_report(errors, slice(0, frames_read)),
     )
     if frames_read < truth.shape[1]:
-        report["after"] = metrics.window_report(pred, truth, mean_frame=mean_frame, anchor=anchor,
-                                                window=slice(frames_read, None))
+        report["after"] = metrics.window_report(errors, slice(frames_read, None))
     if energy is not None:
         report["hamiltonian_variance"] = float(metrics.energy_variance(energy).mean())
     return report

@@ -18,7 +18,9 @@ call these.
     energy_variance(energy)                 [N]      Var_t H(q_t, p_t) (HGN Table 2, x1e4)
     energy_drift(energy, scale)             [N]      max_t |H_t - H_0| / scale
     summary(values)                         dict     mean, std, median, n of per-sequence values
-    window_report(pred, truth, ...)         dict     all of the above for one window of frames
+    frame_errors(pred, truth, ...)          dict     the [N, T] errors of the model and of both
+                                                     baselines, computed once
+    window_report(errors, window)           dict     the model beside the baselines over a window
 
 A `window` is a `slice` over the frame axis (None: every frame), so "the frames the encoder read"
 and "the frames after them" are scored by the same functions.
@@ -34,6 +36,7 @@ __all__ = [
     "VPT_THRESHOLD",
     "energy_drift",
     "energy_variance",
+    "frame_errors",
     "mean_frame_mse",
     "per_frame_mse",
     "repeat_frame_mse",
@@ -61,11 +64,11 @@ def _same_shape(pred: np.ndarray, truth: np.ndarray) -> None:
 
 
 def per_frame_mse(pred, truth) -> np.ndarray:
-    """[N, T]: the mean squared pixel error of each frame."""
+    """[N, T]: the mean squared pixel error of each frame (accumulated in float64)."""
     pred, truth = _frames("pred", pred), _frames("truth", truth)
     _same_shape(pred, truth)
-    diff = pred.astype(np.float64) - truth.astype(np.float64)
-    return np.mean(diff**2, axis=(2, 3, 4))
+    diff = np.subtract(pred, truth, dtype=np.result_type(pred.dtype, truth.dtype, np.float32))
+    return np.mean(np.square(diff), axis=(2, 3, 4), dtype=np.float64)
 
 
 def _window_mean(err: np.ndarray, window: slice | None) -> np.ndarray:
@@ -80,32 +83,38 @@ def sequence_mse(pred, truth, window: slice | None = None) -> np.ndarray:
     return _window_mean(per_frame_mse(pred, truth), window)
 
 
+def _mean_frame_errors(truth: np.ndarray, mean_frame) -> np.ndarray:
+    mean_frame = np.asarray(mean_frame, truth.dtype).reshape(truth.shape[2:])
+    return per_frame_mse(np.broadcast_to(mean_frame, truth.shape), truth)
+
+
+def _repeat_frame_errors(truth: np.ndarray, anchor: int) -> np.ndarray:
+    if not 0 <= anchor < truth.shape[1]:
+        raise DataError(f"`anchor` must be a frame index in [0, {truth.shape[1]}), got {anchor}.",
+                        "anchor")
+    return per_frame_mse(np.broadcast_to(truth[:, anchor : anchor + 1], truth.shape), truth)
+
+
 def mean_frame_mse(truth, mean_frame, window: slice | None = None) -> np.ndarray:
     """[N]: the pixel MSE of predicting `mean_frame` [H, W, C] at every frame of `window`."""
-    truth = _frames("truth", truth)
-    mean_frame = np.broadcast_to(np.asarray(mean_frame, np.float64).reshape(truth.shape[2:]),
-                                 truth.shape)
-    return sequence_mse(mean_frame, truth, window)
+    return _window_mean(_mean_frame_errors(_frames("truth", truth), mean_frame), window)
 
 
 def repeat_frame_mse(truth, anchor: int, window: slice | None = None) -> np.ndarray:
     """[N]: the pixel MSE of repeating frame `anchor` of each sequence over `window`."""
-    truth = _frames("truth", truth)
-    if not 0 <= anchor < truth.shape[1]:
-        raise DataError(f"`anchor` must be a frame index in [0, {truth.shape[1]}), got {anchor}.",
-                        "anchor")
-    repeated = np.broadcast_to(truth[:, anchor : anchor + 1], truth.shape)
-    return sequence_mse(repeated, truth, window)
+    return _window_mean(_repeat_frame_errors(_frames("truth", truth), anchor), window)
 
 
-def valid_prediction_time(pred, truth, threshold: float = VPT_THRESHOLD) -> np.ndarray:
+def valid_prediction_time(pred, truth, threshold: float = VPT_THRESHOLD, *,
+                          errors: np.ndarray | None = None) -> np.ndarray:
     """[N]: the index of the first frame with MSE / mean(truth^2) > `threshold` (T if none).
 
     DeepMind's benchmark (Botev et al. 2021): a frame counts as valid while its error is below
-    2.5% of the true frame's power. A rollout wrong from its first frame scores 0.
+    2.5% of the true frame's power. A rollout wrong from its first frame scores 0. `errors`:
+    `per_frame_mse(pred, truth)` if already computed.
     """
-    err = per_frame_mse(pred, truth)
-    power = np.mean(np.asarray(truth, np.float64) ** 2, axis=(2, 3, 4))
+    err = per_frame_mse(pred, truth) if errors is None else errors
+    power = np.mean(np.square(_frames("truth", truth)), axis=(2, 3, 4), dtype=np.float64)
     invalid = err / np.maximum(power, 1e-12) > threshold
     return np.where(invalid.any(axis=1), invalid.argmax(axis=1), err.shape[1])
 
@@ -139,22 +148,39 @@ def summary(values) -> dict:
             "median": float(np.median(values)), "n": int(values.size)}
 
 
-def window_report(pred, truth, *, mean_frame, anchor: int, window: slice | None = None) -> dict:
+def frame_errors(pred, truth, *, mean_frame, anchor: int) -> dict:
+    """The [N, T] per-frame errors of the model and of the two baselines, each computed once.
+
+    Returns:
+      {"model": per_frame_mse(pred, truth), "mean_frame": the errors of predicting `mean_frame`
+       [H, W, C] everywhere, "repeat_last": the errors of repeating frame `anchor`}.
+    """
+    truth = _frames("truth", truth)
+    return {
+        "model": per_frame_mse(pred, truth),
+        "mean_frame": _mean_frame_errors(truth, mean_frame),
+        "repeat_last": _repeat_frame_errors(truth, anchor),
+    }
+
+
+def window_report(errors: dict, window: slice | None = None) -> dict:
     """The model's pixel MSE over `window` beside the two baselines, as plain floats.
 
+    Args:
+      errors: `frame_errors(...)`.
+      window: a slice of frames (None: all).
     Returns:
       {"pixel_mse", "pixel_mse_std", "baseline_mean_frame_mse", "baseline_repeat_last_mse",
        "ratio_to_mean_frame", "n_frames"}: means over sequences; the ratio is model / mean frame
-      (below 1 beats the mean frame).
+      (below 1 beats it).
     """
-    model = summary(sequence_mse(pred, truth, window))
-    mean_frame_err = float(mean_frame_mse(truth, mean_frame, window).mean())
-    n_frames = len(range(np.asarray(truth).shape[1])[window or slice(None)])
+    model = summary(_window_mean(errors["model"], window))
+    mean_frame_err = float(_window_mean(errors["mean_frame"], window).mean())
     return {
         "pixel_mse": model["mean"],
         "pixel_mse_std": model["std"],
         "baseline_mean_frame_mse": mean_frame_err,
-        "baseline_repeat_last_mse": float(repeat_frame_mse(truth, anchor, window).mean()),
+        "baseline_repeat_last_mse": float(_window_mean(errors["repeat_last"], window).mean()),
         "ratio_to_mean_frame": model["mean"] / max(mean_frame_err, 1e-12),
-        "n_frames": n_frames,
+        "n_frames": len(range(errors["model"].shape[1])[window or slice(None)]),
     }

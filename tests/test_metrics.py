@@ -69,10 +69,21 @@ def test_summary_and_window_report():
         metrics.summary([])
     truth = _frames([[0.2, 0.4, 0.6], [0.2, 0.4, 0.6]])
     pred = _frames([[0.2, 0.4, 0.5], [0.2, 0.4, 0.7]])
-    report = metrics.window_report(pred, truth, mean_frame=np.full((2, 2, 3), 0.4), anchor=1,
-                                   window=slice(2, None))
+    errors = metrics.frame_errors(pred, truth, mean_frame=np.full((2, 2, 3), 0.4), anchor=1)
+    np.testing.assert_allclose(errors["model"], [[0, 0, 0.01], [0, 0, 0.01]], atol=1e-12)
+    np.testing.assert_allclose(errors["mean_frame"], [[0.04, 0, 0.04]] * 2, atol=1e-7)
+    np.testing.assert_allclose(errors["repeat_last"], [[0.04, 0, 0.04]] * 2, atol=1e-7)
+    report = metrics.window_report(errors, slice(2, None))
     assert report["n_frames"] == 1
     assert report["pixel_mse"] == pytest.approx(0.01) and report["pixel_mse_std"] == 0
     assert report["baseline_mean_frame_mse"] == pytest.approx(0.04)
     assert report["baseline_repeat_last_mse"] == pytest.approx(0.04)
     assert report["ratio_to_mean_frame"] == pytest.approx(0.25)
+    whole = metrics.window_report(errors)
+    assert whole["n_frames"] == 3 and whole["pixel_mse"] == pytest.approx(0.01 / 3)
+    with pytest.raises(DataError, match="anchor"):
+        metrics.frame_errors(pred, truth, mean_frame=np.zeros((2, 2, 3)), anchor=5)
+    # VPT from precomputed errors equals VPT from the frames.
+    np.testing.assert_array_equal(
+        metrics.valid_prediction_time(pred, truth, errors=errors["model"]),
+        metrics.valid_prediction_time(pred, truth))
