@@ -303,5 +303,5 @@ def test_a_trial_follows_the_base_configs_curriculum():
 
     x = tf.data.Dataset.from_tensors(np.zeros((2, 4, 32, 32, 3), np.float32)).repeat()
     hypermodel.fit(hp, model, x, validation_data=x, epochs=1, steps_per_epoch=3,
-                   validation_steps=1, verbose=0, callbacks=[_Record()])
+                   validation_steps=1, verbose=0, shuffle=False, callbacks=[_Record()])
     assert seen == [2, 3, 3]
