@@ -55,6 +55,7 @@ VARIANTS = {
 CONFIG_FILE = "config.json"
 INPUT_MODES = ("autoencode", "inference")
 STRATEGIES = ("default", "mirrored")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _positive_int(obj, *fields):
@@ -220,7 +221,11 @@ class TrainConfig:
 
     Attributes:
       batch_size: sequences per step (global batch under a distribution strategy).
-      learning_rate: Adam's step size.
+      learning_rate: Adam's step size (its initial one under a schedule).
+      lr_schedule: "constant", or "cosine": the step size falls along a half cosine from
+        `learning_rate` at step 0 to `learning_rate * lr_final_fraction` at step `steps`
+        (keras.optimizers.schedules.CosineDecay); the CPU scale uses it.
+      lr_final_fraction: the cosine schedule's last step size as a fraction of the first, in (0, 1].
       steps: optimiser steps in total.
       steps_per_epoch: steps between Keras epoch ends (checkpoint, validation, TensorBoard).
       validation_steps: validation batches at each epoch end.
@@ -235,6 +240,8 @@ class TrainConfig:
 
     batch_size: int = 16
     learning_rate: float = 1.5e-4
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.1
     steps: int = 15_000
     steps_per_epoch: int = 500
     validation_steps: int = 20
@@ -260,6 +267,12 @@ class TrainConfig:
             self.learning_rate,
             "a positive float",
         )
+        _check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule,
+               f"one of {LR_SCHEDULES}")
+        _check(isinstance(self.lr_final_fraction, (int, float))
+               and not isinstance(self.lr_final_fraction, bool)
+               and 0 < self.lr_final_fraction <= 1, "lr_final_fraction",
+               self.lr_final_fraction, "a float in (0, 1]")
         _check(
             isinstance(self.seed, int) and self.seed >= 0,
             "seed",

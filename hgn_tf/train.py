@@ -41,13 +41,21 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ConfigError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.", "strategy")
 
 
+def learning_rate(train_cfg) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's step size for a `TrainConfig`: a float, or a schedule over optimiser steps."""
+    if train_cfg.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            train_cfg.learning_rate, decay_steps=train_cfg.steps, alpha=train_cfg.lr_final_fraction)
+    return train_cfg.learning_rate
+
+
 def build_model(cfg: RunConfig) -> HGN:
     """A compiled HGN with every weight created (seeded by `cfg.train.seed`)."""
     keras.utils.set_random_seed(cfg.train.seed)
     model = HGN(cfg.model, cfg.geco, seed=cfg.train.seed, resolution=cfg.data.resolution,
                 sequence_length=cfg.data.n_frames)
     model.build_all()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate(cfg.train)))
     # Create Adam's slots now, so that any checkpoint load (BackupAndRestore, keras-tuner's
     # Hyperband, `load_run`) restores the optimizer state too instead of skipping it.
     model.optimizer.build(model.trainable_variables)

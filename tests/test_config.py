@@ -58,6 +58,8 @@ def test_config_files_that_are_not_configs_are_named(tmp_path):
     ("data", "n_frames", 0, "n_frames.*positive"),
     ("train", "batch_size", 0, "batch_size.*0"),
     ("train", "strategy", "tpu", "strategy.*mirrored"),
+    ("train", "lr_schedule", "step", "lr_schedule.*cosine"),
+    ("train", "lr_final_fraction", 0.0, r"lr_final_fraction.*\(0, 1\].*0.0"),
     ("geco", "alpha", 1.5, "alpha.*1.5"),
 ])
 def test_bad_values_name_field_value_and_allowed(section, field, value, words):

@@ -126,3 +126,17 @@ def test_curriculum_sets_the_frames_each_step_trains_on(tiny_config, tmp_path):
     logs = det.train_step(x)
     assert float(logs["recon"]) == pytest.approx(float(recon3), rel=1e-5)
     assert float(recon4) > 1.1 * float(recon3)
+
+
+def test_cosine_schedule_falls_from_the_learning_rate_to_its_final_fraction(tiny_config, tmp_path):
+    cfg = tiny_config.replace(train=dict(steps=4, learning_rate=1e-3, lr_schedule="cosine",
+                                         lr_final_fraction=0.1))
+    model, _ = train(cfg, tmp_path / "run", verbose=0)
+    lr = model.optimizer._learning_rate
+    assert float(lr(0)) == pytest.approx(1e-3)
+    assert float(lr(2)) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5), rel=1e-5)
+    assert float(lr(4)) == pytest.approx(1e-4, rel=1e-5)
+    # Resumed from the finished run, the optimizer is at step 4: the schedule's last step size.
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-4, rel=1e-5)
+    assert float(build_model(tiny_config).optimizer.learning_rate) == pytest.approx(
+        tiny_config.train.learning_rate)
