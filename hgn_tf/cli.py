@@ -100,6 +100,7 @@ _TRAIN_FLAGS = {
     "steps": ("train", "steps"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
+    "lr_schedule": ("train", "lr_schedule"),
     "strategy": ("train", "strategy"),
     "seed": ("train", "seed"),
 }
@@ -200,7 +201,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgn_tf.config import INPUT_MODES, INTEGRATORS, PRESETS, STRATEGIES, VARIANTS
+    from hgn_tf.config import INPUT_MODES, INTEGRATORS, LR_SCHEDULES, PRESETS, STRATEGIES, VARIANTS
     from hgn_tf.physics import SYSTEM_NAMES
 
     parser = _Parser(prog="hgn", description="Hamiltonian Generative Networks.")
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps in all")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step")
     p.add_argument("--learning-rate", type=float, default=None, help="Adam's step size")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                   help="constant, or cosine: the step size falls along a half cosine to "
+                        "train.lr_final_fraction (0.1) of --learning-rate by the last step")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="tf.distribute strategy (mirrored: all local GPUs)")
     p.add_argument("--seed", type=int, default=None, help="seeds weights, sampling, shuffling")
