@@ -47,6 +47,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import tensorflow as tf
 from hgn_tf.export.limits import (
@@ -58,7 +59,7 @@ from hgn_tf.export.limits import (
     NON_FINITE_OUTPUT,
 )
 
-from hgn_tf.errors import ExportError, positive_int
+from hgn_tf.errors import ExportError, folder, positive_int
 
 __all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "NON_FINITE_OUTPUT",
            "export_info", "export_saved_model", "versions"]
@@ -248,6 +249,32 @@ def _load_model(run_dir_or_model):
     return run_dir_or_model
 
 
+def _remove_leftovers(out_dir: pathlib.Path, stale_after_s: float = 3600.0) -> None:
+    """Delete the `.tmp-<version>-<pid>-*` folders of killed exports (their process is gone).
+
+    A folder of a live export (another process writing now) is left alone; one without a pid in
+    its name (written before the pid was recorded) is deleted once it is an hour old.
+    """
+    for tmp in out_dir.glob(".tmp-*"):
+        parts = tmp.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+        if pid is None:
+            try:
+                stale = time.time() - tmp.stat().st_mtime > stale_after_s
+            except OSError:
+                continue
+        else:
+            try:
+                os.kill(pid, 0)
+                stale = False
+            except ProcessLookupError:
+                stale = True
+            except PermissionError:  # alive, another user's
+                stale = False
+        if stale and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
                        max_steps: int = DEFAULT_MAX_STEPS,
                        max_batch: int = DEFAULT_MAX_BATCH) -> pathlib.Path:
@@ -267,13 +294,14 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
       ExportError: a missing run folder, a bad cap, or an existing version.
       RunError: an unfinished run folder.
 
-    The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-*` (not an integer
-    name, so servers ignore it) and renamed into place: a killed export leaves no half-written
-    version (at worst that temporary folder, which may be deleted).
+    The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-<pid>-*` (not an
+    integer name, so servers ignore it) and renamed into place: a killed export leaves no
+    half-written version, only that folder, which the next export into `out_dir` deletes (once
+    its process is gone).
     """
     positive_int("max_steps", max_steps, ExportError)
     positive_int("max_batch", max_batch, ExportError)
-    out_dir = pathlib.Path(out_dir)
+    out_dir = folder("out_dir", out_dir, ExportError)
     if version is None:
         version = (versions(out_dir) or [0])[-1] + 1
     positive_int("version", version, ExportError)
@@ -285,7 +313,8 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
     info = export_info(model, max_steps, max_batch)
     module = HGNExportModule(model, info)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir))
+    _remove_leftovers(out_dir)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=out_dir))
     try:
         info_path = tmp / EXPORT_INFO_FILE
         info_path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -315,3 +315,16 @@ def test_a_vector_latent_model_exports_its_state_shape(tmp_path):
                                model.hamiltonian(q, p), atol=1e-5)
     np.testing.assert_allclose(loaded.signatures["decode"](q=q)["frames"], model.decode(q),
                                atol=1e-5)
+
+
+def test_a_killed_exports_temporary_folder_is_deleted_by_the_next_export(trained, tmp_path):
+    _, _, model = trained
+    base = tmp_path / "hgn"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    killed = base / f".tmp-1-{dead}-abc123"  # a kill -9 mid-export leaves this
+    (killed / "saved").mkdir(parents=True)
+    live = base / f".tmp-1-{os.getpid()}-def456"  # an export in progress now: not touched
+    live.mkdir()
+    assert export_saved_model(model, base) == base / "1"
+    assert sorted(os.listdir(base)) == sorted(["1", live.name])
