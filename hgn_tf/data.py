@@ -11,6 +11,7 @@ Splits: "train" and "validation" cut the TFDS train split by position (the last
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import shutil
 
@@ -139,9 +140,21 @@ def load_arrays(cfg: DataConfig, split: str, keys=("frames",), limit: int | None
     return {k: np.concatenate([b[k] for b in batches]) for k in keys}
 
 
+# Passes with distinct shuffles before the orders repeat (a pipeline with `repeat`).
+SHUFFLE_CYCLE = 32
+
+
 def pipeline(ds: tf.data.Dataset, batch_size: int, *, shuffle_buffer: int = 0, seed: int = 0,
-             repeat: bool = False, frames_only: bool = True) -> tf.data.Dataset:
+             repeat: bool = False, frames_only: bool = True, start: int = 0) -> tf.data.Dataset:
     """Shuffle (seeded), repeat, batch (drop remainder), prefetch.
+
+    With `repeat`, pass e over the data is shuffled with the seed `seed * 1000003 + e mod
+    SHUFFLE_CYCLE`, so the stream is a function of `seed` and TensorFlow's global seed (which
+    `hgn_tf.train.train` sets) alone, not of what the process ran before (a
+    `reshuffle_each_iteration` shuffle draws from a generator that datasets with the same seed
+    share, so its order depends on them). `start` (a resumed run: steps done x batch size)
+    begins the stream at that position of the same sequence: earlier passes are not read, and at
+    most one pass is read and skipped.
 
     No `cache()`: the float frames of the paper's training split would take ~17.5 GB of memory,
     and decoding the zlib-compressed records (~4,000 sequences/s on 2 cores) already outpaces
@@ -149,8 +162,18 @@ def pipeline(ds: tf.data.Dataset, batch_size: int, *, shuffle_buffer: int = 0, s
     """
     if frames_only:
         ds = ds.map(lambda ex: ex["frames"], num_parallel_calls=tf.data.AUTOTUNE)
-    if shuffle_buffer:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
-        ds = ds.repeat()
+        size = int(ds.cardinality())
+        first, offset = divmod(start, size) if size > 0 else (0, start)
+        passes = [ds.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
+                             reshuffle_each_iteration=False) if shuffle_buffer else ds
+                  for e in range(SHUFFLE_CYCLE if shuffle_buffer else 1)]
+        first %= len(passes)
+        head = functools.reduce(tf.data.Dataset.concatenate, passes[first:])
+        cycle = functools.reduce(tf.data.Dataset.concatenate, passes)
+        ds = head.concatenate(cycle.repeat()).skip(offset)
+    else:
+        if shuffle_buffer:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.skip(start)
     return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

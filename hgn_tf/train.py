@@ -18,6 +18,13 @@ metadata, so history.csv can never lose or duplicate a row (a kill between the t
 repaired on resume). A file that is unreadable anyway (a disk fault, a hand edit) is a one-line
 `RunError` naming it.
 
+Exact resume: a killed and resumed run ends with the weights of an uninterrupted one (on the CPU,
+to float tolerance; tested). The backup holds the weights, Adam's moments, GECO's state, the step
+count and the posterior's noise stream (the keras SeedGenerator states); the training data order
+is a function of the seed alone (`hgn_tf.data.pipeline`, with TensorFlow's global seed set here
+first) and a resumed run's stream starts at the step it resumes from. Not covered: GPU kernels
+that are not deterministic, and TensorBoard's event files (a resumed run appends a new one).
+
 Scaling: `strategy="mirrored"` trains on all local GPUs (or logical CPU devices) with
 `tf.distribute.MirroredStrategy`; the batch size is global. Multi-worker `fit` is broken upstream in
 Keras 3.15 (keras-team/keras#20585), so MultiWorkerMirroredStrategy is not offered.
@@ -34,6 +41,7 @@ import pathlib
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
@@ -180,6 +188,12 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _seed_generators(model) -> list:
+    """The model's keras SeedGenerators (its random streams), in a fixed order."""
+    return [g for layer in model._flatten_layers(include_self=True)
+            for g in getattr(layer, "_seed_generators", [])]
+
+
 class RunBackup(keras.callbacks.Callback):
     """Crash-safe backup and restore of a run, and its derived history.csv.
 
@@ -219,6 +233,9 @@ class RunBackup(keras.callbacks.Callback):
                                f"non-negative integer, got {epoch!r}; it is damaged.", "run_dir")
             load_weights(self.model, self.backup_dir / state.get("weights", self._LEGACY_WEIGHTS))
             self.model._initial_epoch = epoch  # as BackupAndRestore: fit starts from it
+            states = state.get("seed_states", [])
+            for generator, value in zip(_seed_generators(self.model), states):
+                generator.state.assign(np.asarray(value, generator.state.dtype))
             rows = state.get("history")
             self.rows = self._legacy_rows(epoch) if rows is None else rows
         self._write_history()
@@ -234,7 +251,9 @@ class RunBackup(keras.callbacks.Callback):
         name = f"epoch-{epoch + 1:05d}.weights.h5"
         save_weights(self.model, self.backup_dir / name)
         state = {"epoch": epoch + 1, "iterations": int(self.model.optimizer.iterations.numpy()),
-                 "weights": name, "history": self.rows}
+                 "weights": name, "history": self.rows,
+                 # The posterior's noise stream (keras SeedGenerator states are not weights).
+                 "seed_states": [g.state.numpy().tolist() for g in _seed_generators(self.model)]}
         atomic_write_text(self.state_path, json.dumps(state, indent=1) + "\n")
         self._write_history()
         for old in [*self.backup_dir.glob("epoch-*.weights.h5"),
@@ -242,6 +261,16 @@ class RunBackup(keras.callbacks.Callback):
                     *self.backup_dir.glob(BACKUP_STATE_FILE + ".bkp")]:
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+    @staticmethod
+    def saved_step(run_dir, steps_per_epoch: int) -> int:
+        """The optimiser step the run in `run_dir` resumes from (0 for a new run)."""
+        path = pathlib.Path(run_dir) / BACKUP_DIR / BACKUP_STATE_FILE
+        if not path.exists():
+            return 0
+        state = _read_json(path, "run_dir")
+        step = state.get("iterations", (state.get("epoch") or 0) * steps_per_epoch)
+        return step if isinstance(step, int) and step >= 0 else 0
 
     def _write_history(self) -> None:
         path = self.run_dir / HISTORY_FILE
@@ -283,9 +312,13 @@ def train(cfg: RunConfig, run_dir, *, verbose: int | str = "auto", callbacks=(),
     data_lib.build(cfg.data, num_workers=num_workers)
     strategy = make_strategy(cfg.train.strategy)
     t = cfg.train
+    # Exact resume: the data order is a function of the seed (not of what this process ran
+    # before), and a resumed run's stream starts where the killed run's backup left it.
+    tf.random.set_seed(t.seed)
+    start = RunBackup.saved_step(run_dir, t.steps_per_epoch) * t.batch_size
     train_ds = data_lib.pipeline(data_lib.load(cfg.data, "train", shuffle_files=False),
                                  t.batch_size, shuffle_buffer=cfg.data.shuffle_buffer,
-                                 seed=t.seed, repeat=True)
+                                 seed=t.seed, repeat=True, start=start)
     val_ds = None
     if cfg.data.validation_fraction > 0:
         val_ds = data_lib.pipeline(data_lib.load(cfg.data, "validation"), t.batch_size,
