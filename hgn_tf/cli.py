@@ -319,7 +319,7 @@ def run(argv=None) -> None:
         name = (e.field or "").rsplit(".", 1)[-1].removeprefix("--")
         name = {"out_dir": "out"}.get(name, name)  # library argument -> its flag's dest
         flag = "--" + name.replace("_", "-")
-        if not name or not hasattr(args, name) or str(e).startswith(flag):
+        if not name or not hasattr(args, name) or flag in str(e):
             raise
         raise type(e)(f"{flag}: {e}", e.field) from None
 
