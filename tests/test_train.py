@@ -120,6 +120,25 @@ def test_a_kill_at_any_write_resumes_without_losing_or_duplicating_history(
     load_run(run)
 
 
+def test_a_backup_of_the_previous_format_is_resumed(tiny_config, tmp_path):
+    """Runs killed under keras's BackupAndRestore + CSVLogger resume with the new code."""
+    cfg = tiny_config.replace(train=dict(steps=4, steps_per_epoch=2))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, verbose=0, callbacks=[_Kill()])
+    # Rewrite the backup as BackupAndRestore left it, with a row appended after the backup.
+    backup = run / "backup"
+    (backup / "epoch-00001.weights.h5").rename(backup / "latest.weights.h5")
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    with open(run / "history.csv", "a") as f:
+        f.write("1,0.5,0.5\n")  # an epoch the backup does not hold: dropped on resume
+    model, _ = train(cfg, run, verbose=0)
+    assert int(model.optimizer.iterations) == 4
+    assert _history_epochs(run) == [0, 1]
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-00002.weights.h5",
+                                                       "training_metadata.json"]
+
+
 def test_damaged_run_files_are_one_line_run_errors_naming_them(tiny_config, tmp_path):
     cfg = tiny_config.replace(train=dict(steps=2, steps_per_epoch=2))
     run = tmp_path / "run"
