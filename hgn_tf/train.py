@@ -38,7 +38,7 @@ import json
 import math
 import os
 import pathlib
-import tempfile
+import uuid
 
 import keras
 import numpy as np
@@ -65,15 +65,16 @@ def atomic_write_text(path, text: str) -> None:
     A kill at any moment leaves the old file or the new one, never a partial one.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A fresh name ("x": never an existing file), created with the umask's permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "x") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
