@@ -7,7 +7,16 @@
 
 from __future__ import annotations
 
-from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS
+import math
+
+from hgn_tf.export.limits import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_STEPS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_READ_TIMEOUT,
+)
 
 __all__ = ["add_commands"]
 
@@ -20,11 +29,28 @@ def cmd_export(args):
     print(f"wrote {path}")
 
 
+def _flag_error(error, flags: dict):
+    """`error` re-raised with the command-line flag of its field in front, if it has one."""
+    flag = flags.get(error.field)
+    if flag is None:
+        return error
+    return type(error)(f"{flag}: {error}", flag)
+
+
 def cmd_serve(args):
     from hgn_tf.export.server import serve
 
-    serve(args.model_dir, args.model_name, args.host, args.port, max_steps=args.max_steps,
-          max_batch=args.max_batch)
+    from hgn_tf.errors import HGNError
+
+    try:
+        serve(args.model_dir, args.model_name, args.host, args.port, max_steps=args.max_steps,
+              max_batch=args.max_batch, max_batch_steps=args.max_batch_steps,
+              max_response_bytes=args.max_response_bytes, read_timeout=args.read_timeout,
+              max_connections=args.max_connections)
+    except HGNError as e:
+        raise _flag_error(e, {f: "--" + f.replace("_", "-") for f in (
+            "host", "port", "model_dir", "model_name", "max_steps", "max_batch",
+            "max_batch_steps", "max_response_bytes", "read_timeout", "max_connections")}) from None
 
 
 def cmd_rollout(args):
@@ -32,12 +58,17 @@ def cmd_rollout(args):
 
     from hgn_tf.export.client import ServerError, rollout_to_gif
 
-    from hgn_tf.errors import HGNError, ServingInputError
+    from hgn_tf.errors import ConfigError, HGNError, ServingInputError
 
+    if args.dt is not None and not math.isfinite(args.dt):
+        raise ConfigError(f"`--dt` must be a finite number, got {args.dt}.", "--dt")
     try:
         path = rollout_to_gif(args.server, args.frames, args.out, n_steps=args.n_steps,
                               dt=args.dt, model_name=args.model_name)
     except ServerError as e:
+        if e.status == 400 and str(e).split(": ", 1)[-1].startswith("`dt`"):
+            raise ConfigError(f"`--dt` {args.dt}: the server at {args.server} refused it: {e}",
+                              "--dt") from None
         error = ServingInputError if 400 <= e.status < 500 else HGNError
         raise error(f"the server at {args.server} refused the rollout: {e}") from None
     except urllib.error.URLError as e:
@@ -66,8 +97,17 @@ def add_commands(subparsers) -> None:
                    help="the model's name in the URLs (default %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default %(default)s: this machine only)")
-    p.add_argument("--port", type=int, default=8501, help="port (default %(default)s)")
+    p.add_argument("--port", type=int, default=8501,
+                   help="port in [0, 65535] (default %(default)s; 0: any free port)")
     _add_caps(p, "; the export's own cap applies too")
+    p.add_argument("--max-batch-steps", type=int, default=DEFAULT_MAX_BATCH_STEPS,
+                   help="the largest batch x n_steps of one call (default %(default)s)")
+    p.add_argument("--max-response-bytes", type=int, default=DEFAULT_MAX_RESPONSE_BYTES,
+                   help="the largest answer, estimated before the call (default %(default)s)")
+    p.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                   help="seconds a silent connection is kept open (default %(default)s)")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help="connections open at once; more get 503 (default %(default)s)")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("rollout", help="ask a server for a rollout and write a GIF")

@@ -31,8 +31,12 @@ outputs.
 The integrator's dq/dt = dH/dp and dp/dt = -dH/dq come from `tf.GradientTape` inside the graph,
 exactly as in training (`hgn_tf.integrators`); the step loop is a `tf.while_loop`, so n_steps is an
 input, not a constant of the graph. Every signature checks its inputs with `tf.debugging` asserts
-(1 <= n_steps <= max_steps, 1 <= batch <= max_batch, dt finite, at least k frames): a bad call
-fails with InvalidArgumentError naming the argument instead of running away with memory.
+(1 <= n_steps <= max_steps, 1 <= batch <= max_batch, at least k frames, dt finite with
+|dt| <= max_abs_dt = MAX_DT_FACTOR x the training dt, q and p finite with |values| <=
+max_abs_state; see `hgn_tf.export.limits`): a bad call fails with InvalidArgumentError naming the
+argument instead of running away with memory or answering garbage. Every output is checked too:
+a non-finite one (a learned Hamiltonian that diverges) fails with "`<output>` output is not
+finite" rather than returning NaN or infinity.
 """
 
 from __future__ import annotations
@@ -43,14 +47,22 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import tensorflow as tf
-from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS, EXPORT_INFO_FILE
+from hgn_tf.export.limits import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_STEPS,
+    EXPORT_INFO_FILE,
+    MAX_ABS_STATE,
+    MAX_DT_FACTOR,
+    NON_FINITE_OUTPUT,
+)
 
-from hgn_tf.errors import ExportError, positive_int
+from hgn_tf.errors import ExportError, folder, positive_int
 
-__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "export_info",
-           "export_saved_model", "versions"]
+__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "NON_FINITE_OUTPUT",
+           "export_info", "export_saved_model", "versions"]
 
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
@@ -82,6 +94,8 @@ def export_info(model, max_steps: int, max_batch: int) -> dict:
         "input_mode": c.input_mode,
         "input_frames": c.input_frames,
         "dt": float(c.dt),
+        "max_abs_dt": float(MAX_DT_FACTOR * c.dt),
+        "max_abs_state": float(MAX_ABS_STATE),
         "max_steps": max_steps,
         "max_batch": max_batch,
         "has_energy": has_energy,
@@ -105,6 +119,8 @@ class HGNExportModule(tf.Module):
         self._max_steps = info["max_steps"]
         self._max_batch = info["max_batch"]
         self._has_energy = info["has_energy"]
+        self._max_abs_dt = info["max_abs_dt"]
+        self._max_abs_state = info["max_abs_state"]
         r = info["resolution"]
         frames = tf.TensorSpec([None, None, r, r, 3], tf.uint8, name="frames")
         state = tf.TensorSpec([None, *info["state_shape"]], tf.float32)
@@ -144,7 +160,28 @@ class HGNExportModule(tf.Module):
                 n_steps, self._max_steps,
                 message=f"`n_steps` must be at most max_steps={self._max_steps}"),
             tf.debugging.assert_all_finite(dt, message="`dt` must be finite"),
+            tf.debugging.assert_less_equal(
+                tf.abs(dt), self._max_abs_dt,
+                message=f"`dt` must be in [-{self._max_abs_dt:g}, {self._max_abs_dt:g}] "
+                        f"(|dt| at most {MAX_DT_FACTOR:g}x the training dt)"),
         ]
+
+    def _check_state(self, x, name):
+        return [
+            tf.debugging.assert_all_finite(x, message=f"`{name}` must be finite"),
+            tf.debugging.assert_less_equal(
+                tf.reduce_max(tf.abs(x)), self._max_abs_state,
+                message=f"`{name}`: values must be in [-{self._max_abs_state:g}, "
+                        f"{self._max_abs_state:g}]"),
+        ]
+
+    @staticmethod
+    def _finite(outputs: dict) -> dict:
+        """The outputs, each checked: NaN or infinity fails the call instead of being returned."""
+        return {k: tf.debugging.assert_all_finite(
+                    v, message=f"`{k}` {NON_FINITE_OUTPUT} for these inputs (the learned dynamics "
+                               "diverged: use a smaller |dt| or fewer n_steps)")
+                for k, v in outputs.items()}
 
     def _conditioning(self, frames):
         """The first k frames with a static frame axis (the encoder stacks them on channels)."""
@@ -166,32 +203,34 @@ class HGNExportModule(tf.Module):
         out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
                                  with_energy=self._has_energy)
         keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
-        return {k: out[k] for k in keys}
+        return self._finite({k: out[k] for k in keys})
 
     def _sample(self, n, n_steps, dt, seed):
         with tf.control_dependencies(self._check_batch(n, "n") + self._check_steps(n_steps, dt)):
             n = tf.identity(n)
         out = self.model.sample(n, n_steps, dt=dt, seed=tf.stack([seed, tf.constant(0)]))
         keys = ("frames", "energy") if self._has_energy else ("frames",)
-        return {k: out[k] for k in keys}
+        return self._finite({k: out[k] for k in keys})
 
     def _encode(self, frames):
         frames = self._conditioning(frames)
         q, p, _ = self.model.encode(tf.cast(frames, tf.float32) / 255.0, sample=False)
-        return {"q": q, "p": p}
+        return self._finite({"q": q, "p": p})
 
     def _decode(self, q):
-        with tf.control_dependencies(self._check_batch(tf.shape(q)[0], "q")):
+        with tf.control_dependencies(self._check_batch(tf.shape(q)[0], "q")
+                                     + self._check_state(q, "q")):
             q = tf.identity(q)
-        return {"frames": self.model.decode(q)}
+        return self._finite({"frames": self.model.decode(q)})
 
     def _hamiltonian(self, q, p):
         checks = self._check_batch(tf.shape(q)[0], "q") + [
             tf.debugging.assert_equal(tf.shape(q)[0], tf.shape(p)[0],
                                       message="`q` and `p` must have the same batch size")]
+        checks += self._check_state(q, "q") + self._check_state(p, "p")
         with tf.control_dependencies(checks):
-            q = tf.identity(q)
-        return {"energy": self.model.hamiltonian(q, p)}
+            q, p = tf.identity(q), tf.identity(p)
+        return self._finite({"energy": self.model.hamiltonian(q, p)})
 
 
 def _load_model(run_dir_or_model):
@@ -208,6 +247,32 @@ def _load_model(run_dir_or_model):
         raise ExportError("`run_dir_or_model` must be a run folder or a built HGN model "
                           f"(`model.build_all()`), got {run_dir_or_model!r}.", "run_dir_or_model")
     return run_dir_or_model
+
+
+def _remove_leftovers(out_dir: pathlib.Path, stale_after_s: float = 3600.0) -> None:
+    """Delete the `.tmp-<version>-<pid>-*` folders of killed exports (their process is gone).
+
+    A folder of a live export (another process writing now) is left alone; one without a pid in
+    its name (written before the pid was recorded) is deleted once it is an hour old.
+    """
+    for tmp in out_dir.glob(".tmp-*"):
+        parts = tmp.name.split("-")
+        pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None
+        if pid is None:
+            try:
+                stale = time.time() - tmp.stat().st_mtime > stale_after_s
+            except OSError:
+                continue
+        else:
+            try:
+                os.kill(pid, 0)
+                stale = False
+            except ProcessLookupError:
+                stale = True
+            except PermissionError:  # alive, another user's
+                stale = False
+        if stale and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
@@ -229,13 +294,14 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
       ExportError: a missing run folder, a bad cap, or an existing version.
       RunError: an unfinished run folder.
 
-    The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-*` (not an integer
-    name, so servers ignore it) and renamed into place: a killed export leaves no half-written
-    version (at worst that temporary folder, which may be deleted).
+    The SavedModel is written to a temporary folder `out_dir/.tmp-<version>-<pid>-*` (not an
+    integer name, so servers ignore it) and renamed into place: a killed export leaves no
+    half-written version, only that folder, which the next export into `out_dir` deletes (once
+    its process is gone).
     """
     positive_int("max_steps", max_steps, ExportError)
     positive_int("max_batch", max_batch, ExportError)
-    out_dir = pathlib.Path(out_dir)
+    out_dir = folder("out_dir", out_dir, ExportError)
     if version is None:
         version = (versions(out_dir) or [0])[-1] + 1
     positive_int("version", version, ExportError)
@@ -247,7 +313,8 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
     info = export_info(model, max_steps, max_batch)
     module = HGNExportModule(model, info)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir))
+    _remove_leftovers(out_dir)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=out_dir))
     try:
         info_path = tmp / EXPORT_INFO_FILE
         info_path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -31,30 +31,58 @@ single input also takes a bare value for "inputs" and bare values as instances.
 
 Errors are JSON {"error": "..."}: 400 for a bad request (malformed JSON, unknown signature or
 input, missing input, wrong dtype, shape or image size, NaN or infinity, pixels outside [0, 255],
-n_steps outside [1, max_steps], a batch beyond max_batch), naming the field; 404 for an unknown
-model name or version; 413 for a body over `max_request_bytes`. The server keeps serving after
-any of them. Model calls are limited to `max_concurrent_calls` at a time (1 by default: one call's
-activations in memory at once); parsing and answering run on the request threads.
+n_steps outside [1, max_steps], a batch beyond max_batch, dt or a state outside the value contract
+of `hgn_tf.export.limits`, batch x n_steps beyond max_batch_steps, an answer estimated beyond
+max_response_bytes), naming the field or the limit; 404 for an unknown model name or version;
+408 for a body that stops arriving; 413 for a body over `max_request_bytes`; 422 for a call inside
+the contract whose output is not finite (a learned Hamiltonian that diverged): never a 200 with
+NaN or infinity. The server keeps serving after any of them. Model calls are limited to
+`max_concurrent_calls` at a time (1 by default: one call's activations in memory at once);
+parsing and answering run on the request threads.
+
+Connections (`start_server`, `serve`): a connection silent for `read_timeout` seconds (while the
+request line, the headers or the body should arrive, or between keep-alive requests) is closed;
+at most `max_connections` are open at once, one thread each; beyond that a new connection gets a
+503 and is closed at once, without a thread. Both bound the threads and memory that idle or
+stalled clients can hold.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import json
+import math
 import pathlib
 import re
+import socket
 import threading
 
 import numpy as np
 import tensorflow as tf
 from hgn_tf.export.limits import (
     DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH_STEPS,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_STEPS,
+    DEFAULT_READ_TIMEOUT,
     EXPORT_INFO_FILE,
+    MAX_ABS_STATE,
+    MAX_DT_FACTOR,
+    NON_FINITE_OUTPUT,
+    RESPONSE_BYTES_PER_VALUE,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestTimeout
 from werkzeug.routing import BaseConverter, Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    ThreadedWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    select_address_family,
+)
 from werkzeug.wrappers import Request, Response
 
 from hgn_tf.errors import ExportError, ServingInputError, check, positive_int
@@ -62,8 +90,8 @@ from hgn_tf.errors import ExportError, ServingInputError, check, positive_int
 # A bad predict request: answered with HTTP 400 and the message, which names the field.
 InputError = ServingInputError
 
-__all__ = ["InputError", "ModelServer", "NotFoundError", "as_input_array", "check_values", "serve",
-           "start_server"]
+__all__ = ["InputError", "ModelServer", "NotFoundError", "OutputError", "as_input_array",
+           "check_values", "serve", "start_server"]
 
 
 _INT_RANGES = {tf.uint8: (0, 255), tf.int32: (-(2**31), 2**31 - 1)}
@@ -71,6 +99,10 @@ _INT_RANGES = {tf.uint8: (0, 255), tf.int32: (-(2**31), 2**31 - 1)}
 
 class NotFoundError(LookupError):
     """An unknown model name or version; answered with HTTP 404."""
+
+
+class OutputError(ServingInputError):
+    """A valid call whose output is not finite; answered with HTTP 422, naming the output."""
 
 
 class _ModelNameConverter(BaseConverter):
@@ -156,7 +188,12 @@ def as_input_array(name: str, value, spec: tf.TensorSpec) -> np.ndarray:
 def _assert_message(error: tf.errors.InvalidArgumentError) -> str:
     """The message of the graph's failed tf.debugging assert, without TF's stack decoration."""
     found = re.search(r"assertion failed: \[(.*?)\]", error.message)
-    return found.group(1) if found else error.message.strip().splitlines()[0]
+    if found:
+        return found.group(1)
+    found = re.search(r"^(.*?) : Tensor had (NaN|Inf) values", error.message, re.MULTILINE)
+    if found:  # tf.debugging.assert_all_finite (CheckNumerics)
+        return f"{found.group(1)}; got {found.group(2)}."
+    return error.message.strip().splitlines()[0]
 
 
 class ServableVersion:
@@ -169,6 +206,8 @@ class ServableVersion:
         self.signatures = dict(self.loaded.signatures)
         self.input_specs = {name: dict(fn.structured_input_signature[1])
                             for name, fn in self.signatures.items()}
+        self.output_specs = {name: dict(fn.structured_outputs)
+                             for name, fn in self.signatures.items()}
         info_path = path / "assets" / EXPORT_INFO_FILE
         self.info = json.loads(info_path.read_text()) if info_path.exists() else {}
         self.signature_defs = _signature_defs(path)
@@ -186,6 +225,9 @@ class ModelServer:
       model_name: the name in the URLs.
       max_steps, max_batch: caps on `n_steps` and on the batch (`n`); the export's own caps (in
         hgn_export.json) apply too, the smaller wins.
+      max_batch_steps: cap on batch x n_steps (frames rolled out) per call.
+      max_response_bytes: cap on a call's answer, estimated from the output shapes before the
+        call (RESPONSE_BYTES_PER_VALUE bytes a value).
       max_concurrent_calls: model calls running at once.
       max_request_bytes: larger request bodies are refused with 413.
     Raises:
@@ -193,9 +235,14 @@ class ModelServer:
     """
 
     def __init__(self, model_dir, model_name: str = "hgn", *, max_steps: int = DEFAULT_MAX_STEPS,
-                 max_batch: int = DEFAULT_MAX_BATCH, max_concurrent_calls: int = 1,
+                 max_batch: int = DEFAULT_MAX_BATCH,
+                 max_batch_steps: int = DEFAULT_MAX_BATCH_STEPS,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 max_concurrent_calls: int = 1,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
         for arg, value in (("max_steps", max_steps), ("max_batch", max_batch),
+                           ("max_batch_steps", max_batch_steps),
+                           ("max_response_bytes", max_response_bytes),
                            ("max_concurrent_calls", max_concurrent_calls),
                            ("max_request_bytes", max_request_bytes)):
             positive_int(arg, value, ExportError)
@@ -208,6 +255,7 @@ class ModelServer:
                               "with `hgn export --run-dir R --out DIR`.", "model_dir")
         self.model_name = model_name
         self.max_steps, self.max_batch = max_steps, max_batch
+        self.max_batch_steps, self.max_response_bytes = max_batch_steps, max_response_bytes
         self.max_request_bytes = max_request_bytes
         self._versions: dict[int, ServableVersion] = {}
         self._load_lock = threading.Lock()
@@ -258,6 +306,8 @@ class ModelServer:
                                   f"(this server has {self.model_name!r})")
             handler = getattr(self, f"_{endpoint}")
             response = _json_response(200, handler(request, args.get("version")))
+        except OutputError as e:
+            response = _json_response(422, {"error": str(e)})
         except InputError as e:
             response = _json_response(400, {"error": str(e)})
         except NotFoundError as e:
@@ -293,11 +343,20 @@ class ModelServer:
         signature, feeds, rows = self._feeds(s, body)
         max_steps, max_batch = self.caps(s)
         check_values(feeds, s.info, max_steps, max_batch)
+        estimate = self._check_work(s, signature, feeds)
         try:
             with self._calls:
                 outputs = s.call(signature, feeds)
         except tf.errors.InvalidArgumentError as e:  # the graph's own asserts
-            raise InputError(_assert_message(e)) from None
+            message = _assert_message(e)
+            raise (OutputError if NON_FINITE_OUTPUT in message else InputError)(message) from None
+        for name, value in outputs.items():  # exports without the graph's output checks too
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise OutputError(
+                    f"`{name}` {NON_FINITE_OUTPUT} for these inputs (the learned dynamics "
+                    "diverged: use a smaller |dt| or fewer n_steps).", name)
+        if estimate > _TRIM_ABOVE_BYTES:
+            threading.Thread(target=_release_memory, daemon=True).start()
         if rows:
             n = len(next(iter(outputs.values())))
             if len(outputs) == 1:
@@ -308,6 +367,28 @@ class ModelServer:
             return {"outputs": next(iter(outputs.values())).tolist()}
         return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
 
+    def _check_work(self, s: ServableVersion, signature: str, feeds: dict) -> int:
+        """The answer's estimated size in bytes; InputError naming the cap it would exceed."""
+        batch = next((int(a.shape[0]) for a in feeds.values() if a.ndim >= 1),
+                     int(feeds["n"]) if "n" in feeds else 1)
+        steps = int(feeds["n_steps"]) if "n_steps" in feeds else 1
+        if batch * steps > self.max_batch_steps:
+            raise InputError(f"batch x `n_steps` = {batch} x {steps} = {batch * steps} exceeds "
+                             f"max_batch_steps={self.max_batch_steps} (frames rolled out per "
+                             "call); split the request.", "n_steps")
+        values = 0
+        for spec in s.output_specs[signature].values():
+            dims, free = 1, [batch, steps]
+            for d in spec.shape.as_list():
+                dims *= d if d is not None else (free.pop(0) if free else 1)
+            values += dims
+        estimate = values * RESPONSE_BYTES_PER_VALUE
+        if estimate > self.max_response_bytes:
+            raise InputError(f"the answer would be about {estimate / 2**20:.0f} MiB ({values} "
+                             f"values), beyond max_response_bytes={self.max_response_bytes}; ask "
+                             "for fewer steps or a smaller batch.", "max_response_bytes")
+        return estimate
+
     def _feeds(self, s: ServableVersion, body: dict):
         """(signature name, {input: array}, row format?) of a parsed request body."""
         unknown = sorted(set(body) - {"signature_name", "inputs", "instances"})
@@ -316,6 +397,9 @@ class ModelServer:
                              "`signature_name` and one of `inputs` (columnar) or `instances` "
                              "(row).")
         signature = body.get("signature_name")
+        if signature is not None and not isinstance(signature, str):
+            raise InputError(f"`signature_name` must be a string, one of {sorted(s.signatures)}; "
+                             f"got {type(signature).__name__} {json.dumps(signature):.60}.")
         if signature not in s.signatures:
             problem = "is missing" if signature is None else f"{signature!r} is unknown"
             raise InputError(f"`signature_name` {problem}; this model's signatures are "
@@ -344,7 +428,26 @@ class ModelServer:
 
 
 def check_values(feeds: dict, info: dict, max_steps: int, max_batch: int) -> None:
-    """The value checks the exported graph also makes, done first for a clear 400."""
+    """The value checks the exported graph also makes, done first for a clear 400.
+
+    The value contract (`hgn_tf.export.limits`): |dt| <= the export's max_abs_dt (MAX_DT_FACTOR x
+    its training dt), states with |values| <= max_abs_state. An export without them in its
+    hgn_export.json gets the same defaults from its `dt`.
+    """
+    if "dt" in feeds:
+        dt = float(feeds["dt"])
+        max_dt = info.get("max_abs_dt", MAX_DT_FACTOR * info["dt"] if "dt" in info else math.inf)
+        if not abs(dt) <= max_dt:
+            raise InputError(f"`dt` must be in [-{max_dt:g}, {max_dt:g}] (|dt| at most "
+                             f"{MAX_DT_FACTOR:g}x the training dt; negative runs backward), "
+                             f"got {dt:g}.")
+    max_state = info.get("max_abs_state", MAX_ABS_STATE)
+    for name in ("q", "p"):
+        arr = feeds.get(name)
+        if arr is not None and arr.size and float(np.abs(arr).max()) > max_state:
+            raise InputError(f"`{name}`: values must be in [-{max_state:g}, {max_state:g}] "
+                             f"(a state as `encode` or `rollout` returns), got "
+                             f"{float(np.abs(arr).max()):g} in absolute value.")
     batches = {}
     for name, arr in feeds.items():
         if arr.ndim >= 1:
@@ -395,7 +498,10 @@ def _columns_of_instances(instances, specs: dict) -> dict:
 
 
 def _parse_body(request: Request) -> dict:
-    data = request.get_data(cache=False)  # 413 past max_content_length
+    try:
+        data = request.get_data(cache=False)  # 413 past max_content_length
+    except (TimeoutError, ConnectionError):
+        raise RequestTimeout("the request body stopped arriving (read timeout).") from None
     try:
         body = json.loads(data)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
@@ -407,12 +513,99 @@ def _parse_body(request: Request) -> dict:
 
 
 def _json_response(status: int, payload: dict) -> Response:
-    return Response(json.dumps(payload), status=status, mimetype="application/json")
+    # allow_nan=False: an answer is valid JSON or not an answer (the checks above make it one).
+    return Response(json.dumps(payload, allow_nan=False), status=status,
+                    mimetype="application/json")
+
+
+# After an answer estimated above this, hand freed memory back to the OS (glibc keeps it).
+_TRIM_ABOVE_BYTES = 16 * 2**20
+_LIBC = ctypes.util.find_library("c")
+
+
+def _release_memory() -> None:
+    if _LIBC:
+        try:
+            ctypes.CDLL(_LIBC).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs):
         pass
+
+    def log_error(self, *args, **kwargs):  # "Request timed out" of stalled clients
+        pass
+
+
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Connection: close\r\nContent-Length: 55\r\n\r\n"
+         b'{"error": "too many open connections; try again later"}')
+
+
+_LISTEN_BACKLOG = 512
+
+
+class _Server(ThreadedWSGIServer):
+    """werkzeug's threaded server with a read timeout and a cap on open connections."""
+
+    def __init__(self, host, port, app, handler, *, fd: int, read_timeout: float,
+                 max_connections: int):
+        handler = type("_Handler", (handler,), {"timeout": read_timeout})
+        super().__init__(host, port, app, handler, fd=fd)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):  # full: answer 503 without a thread
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _make_server(app, host: str, port: int, handler, read_timeout: float,
+                 max_connections: int) -> _Server:
+    check(isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535, "port",
+          port, "an integer in [0, 65535] (0: any free port)", ExportError)
+    check(isinstance(read_timeout, (int, float)) and 0 < read_timeout < math.inf, "read_timeout",
+          read_timeout, "a positive number of seconds", ExportError)
+    positive_int("max_connections", max_connections, ExportError)
+    check(isinstance(host, str) and not host.startswith("unix://"), "host", host,
+          "an IP address or a host name", ExportError)
+    # Bound here, not by werkzeug, which prints a bind error and exits the process.
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(get_sockaddr(host, port, family))
+        sock.listen(_LISTEN_BACKLOG)
+        return _Server(host, port, app, handler, fd=sock.fileno(), read_timeout=read_timeout,
+                       max_connections=max_connections)
+    except socket.gaierror as e:
+        raise ExportError(f"`host` {host!r} is not an address of this machine ({e.strerror}); "
+                          "give an IP address or a name such as 127.0.0.1 or localhost.",
+                          "host") from None
+    except OSError as e:
+        field = "port" if e.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
+        raise ExportError(f"cannot listen on `{field}` {host if field == 'host' else port!r} "
+                          f"({e.strerror or e}); choose another {field}.", field) from None
+    finally:
+        sock.close()  # the server holds its own duplicate of the socket
 
 
 def _url(host: str, port: int) -> str:
@@ -421,29 +614,40 @@ def _url(host: str, port: int) -> str:
 
 def start_server(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 0,
                  *, max_steps: int = DEFAULT_MAX_STEPS, max_batch: int = DEFAULT_MAX_BATCH,
-                 max_concurrent_calls: int = 1,
-                 quiet: bool = True):
+                 max_batch_steps: int = DEFAULT_MAX_BATCH_STEPS,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 max_concurrent_calls: int = 1, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, quiet: bool = True):
     """Serve in a background thread; returns (server, thread, url).
 
     `port=0` takes a free port (the URL says which). Stop with `server.shutdown();
     thread.join(); server.server_close()`.
     """
     app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch,
+                      max_batch_steps=max_batch_steps, max_response_bytes=max_response_bytes,
                       max_concurrent_calls=max_concurrent_calls)
-    server = make_server(host, port, app, threaded=True,
-                         request_handler=_QuietHandler if quiet else None)
+    server = _make_server(app, host, port, _QuietHandler if quiet else WSGIRequestHandler,
+                          read_timeout, max_connections)
     thread = threading.Thread(target=server.serve_forever, name="hgn-serve", daemon=True)
     thread.start()
-    return server, thread, _url(host, server.server_port)
+    return server, thread, _url(host, server.port)
 
 
 def serve(model_dir, model_name: str = "hgn", host: str = "127.0.0.1", port: int = 8501, *,
           max_steps: int = DEFAULT_MAX_STEPS, max_batch: int = DEFAULT_MAX_BATCH,
+          max_batch_steps: int = DEFAULT_MAX_BATCH_STEPS,
+          max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+          read_timeout: float = DEFAULT_READ_TIMEOUT,
+          max_connections: int = DEFAULT_MAX_CONNECTIONS,
           ready_event: threading.Event | None = None):
     """Serve in this thread until Ctrl-C; prints the model's URL, then sets `ready_event`."""
-    app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch)
-    server = make_server(host, port, app, threaded=True)
-    print(f"serving {app.model_dir} at {_url(host, server.server_port)}/v1/models/{model_name} "
+    # The address is checked before the model loads: a bad --port fails at once.
+    check(isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535, "port",
+          port, "an integer in [0, 65535] (0: any free port)", ExportError)
+    app = ModelServer(model_dir, model_name, max_steps=max_steps, max_batch=max_batch,
+                      max_batch_steps=max_batch_steps, max_response_bytes=max_response_bytes)
+    server = _make_server(app, host, port, WSGIRequestHandler, read_timeout, max_connections)
+    print(f"serving {app.model_dir} at {_url(host, server.port)}/v1/models/{model_name} "
           "(Ctrl-C stops)", flush=True)
     if ready_event is not None:
         ready_event.set()

@@ -71,7 +71,8 @@ def _data_config(args):
 def cmd_data_build(args):
     from hgn_tf import data
 
-    builder = data.build(_data_config(args), num_workers=args.workers)
+    builder = data.build(_data_config(args), num_workers=args.workers, exact=True,
+                         rebuild=args.rebuild)
     print(f"built {builder.info.full_name} in {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} sequences")
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("build", help="build a hamiltonian_systems dataset")
     _add_data_args(p)
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="delete this system's build in --data-dir first (e.g. a smaller one)")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser("show", help="write a PNG grid and a GIF of stored sequences")
     _add_data_args(p, positional_system=True)
@@ -310,9 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv=None) -> None:
     """Parse `argv` and run the sub-command; a user's mistake raises `hgn_tf.errors.HGNError`."""
+    from hgn_tf.errors import HGNError
+
     _import_tensorflow_quietly()  # first: the parser reads choices from configs that import it
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except HGNError as e:  # name the flag the user typed when the error's field is one
+        name = (e.field or "").rsplit(".", 1)[-1].removeprefix("--")
+        name = {"out_dir": "out"}.get(name, name)  # library argument -> its flag's dest
+        flag = "--" + name.replace("_", "-")
+        if not name or not hasattr(args, name) or flag in str(e):
+            raise
+        raise type(e)(f"{flag}: {e}", e.field) from None
 
 
 def main(argv=None) -> int:
@@ -322,7 +335,8 @@ def main(argv=None) -> int:
     try:
         run(argv)
     except HGNError as e:
-        command = (sys.argv[1:] if argv is None else list(argv))[0]  # parsed: a command exists
+        words = sys.argv[1:] if argv is None else list(argv)  # parsed: a command exists
+        command = " ".join(words[:2]) if words[0] in ("data", "experiment") else words[0]
         print(f"hgn {command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -22,6 +22,7 @@ uses it too).
 from __future__ import annotations
 
 import numbers
+import pathlib
 import re
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "RunError",
     "ServingInputError",
     "check",
+    "folder",
     "positive_int",
 ]
 
@@ -84,3 +86,19 @@ def positive_int(field: str, value: Any, error: type[HGNError] = ConfigError) ->
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
     check(ok, field, value, "a positive integer", error)
     return int(value)
+
+
+def folder(field: str, path: Any, error: type[HGNError] = ConfigError) -> pathlib.Path:
+    """`path` as a Path if it is a folder or can be made one, else `error` naming `field`.
+
+    Refuses a path that is a file, or lies inside one, before anything is written.
+    """
+    path = pathlib.Path(path)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "is" if existing == path else f"lies inside {str(existing)!r}, which is"
+                raise error(f"`{field}` {str(path)!r} {where} a file, not a folder; give a "
+                            "folder (it is created if missing).", field)
+            break
+    return path

@@ -36,7 +36,7 @@ from hgn_tf import data as data_lib
 from hgn_tf import metrics, plots
 from hgn_tf.errors import check, positive_int
 from hgn_tf.physics import STORED_FRAMES
-from hgn_tf.train import load_run
+from hgn_tf.train import atomic_write_text, load_run
 
 __all__ = ["evaluate", "format_table", "rollout_report"]
 
@@ -124,8 +124,7 @@ def evaluate(
                                             frames_read=k)
         if split == "test":
             test_truth, test_pred = truth, pred
-    with open(out_dir / "metrics.json", "w") as f:
-        json.dump(metrics_out, f, indent=2)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics_out, indent=2))
     plots.line_plot(
         out_dir / "per_step_mse.png",
         {s: (np.arange(horizon), metrics_out[s]["per_step_mse"]) for s in ("train", "test")},

@@ -111,3 +111,61 @@ def test_a_flag_that_changes_an_existing_run_is_refused_not_ignored(tmp_path, ca
     assert cli._run_config(args) == C.tiny().replace(train=dict(steps=9))
     assert cli.main(["train", "--run-dir", str(run), "--steps", "9"]) == 2
     assert "another config" in capsys.readouterr().err
+
+
+def _one_line_error(capsys, argv, command, flag):
+    assert cli.main(argv) == 2, argv
+    err = capsys.readouterr().err
+    assert err.startswith(f"hgn {command}: error: {flag}") and err.count("\n") == 1, err
+    return err
+
+
+def test_paths_that_are_files_are_one_line_errors_and_leave_nothing_behind(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (tmp_path / "notjson.json").write_text("not json")
+    cases = [
+        (["train", "--config", str(tmp_path / "missing.json")], "train", "--config"),
+        (["train", "--config", str(tmp_path)], "train", "--config"),
+        (["train", "--config", str(tmp_path / "notjson.json")], "train", "--config"),
+        (["data", "build", "--data-dir", str(afile)], "data build", "--data-dir"),
+        (["export", "--run-dir", str(tmp_path), "--out", str(afile)], "export", "--out"),
+        (["export", "--run-dir", str(tmp_path), "--out", str(afile / "sub")], "export", "--out"),
+        (["tune", "--max-trials", "1", "--out", str(afile)], "tune", "--out"),
+        (["tune", "--max-trials", "1", "--data-dir", str(afile), "--out",
+          str(tmp_path / "search")], "tune", "--data-dir"),
+        (["evaluate", "--run-dir", str(tmp_path / "run"), "--batch-size", "0"], "evaluate",
+         "--batch-size"),
+    ]
+    for argv, command, flag in cases:
+        if argv[0] == "train":
+            argv = [*argv, "--run-dir", str(tmp_path / "run")]
+        err = _one_line_error(capsys, argv, command, flag)
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notjson.json"]
+
+
+def test_data_build_into_a_smaller_build_says_so_and_rebuilds_on_request(tmp_path, capsys):
+    data_dir = str(tmp_path / "tfds")
+    build = ["data", "build", "--data-dir", data_dir, "--workers", "1", "--max-examples"]
+    assert cli.main([*build, "2"]) == 0
+    assert "train: 2 sequences" in capsys.readouterr().out
+    err = _one_line_error(capsys, [*build, "3"], "data build", "--max-examples")
+    assert "2 sequences" in err and "--rebuild" in err
+    assert cli.main([*build, "2"]) == 0  # a build as large as asked for is used as it is
+    assert cli.main([*build, "3", "--rebuild"]) == 0
+    assert "train: 3 sequences" in capsys.readouterr().out
+
+
+def test_a_killed_builds_leftovers_are_deleted_by_the_next_complete_build(tmp_path):
+    from hgn_tf import config as C
+    from hgn_tf import data
+
+    cfg = C.DataConfig(system="pendulum", max_examples=2, data_dir=str(tmp_path))
+    # What `kill -9` during generation leaves: TFDS's temporary folder beside the version folder.
+    leftover = tmp_path / "hamiltonian_systems" / "pendulum" / "incomplete.0123abcd_1.0.0"
+    leftover.mkdir(parents=True)
+    (leftover / "hamiltonian_systems-train.tfrecord-00000-of-00001").write_bytes(b"half")
+    builder = data.build(cfg, num_workers=1)
+    assert builder.info.splits["train"].num_examples == 2
+    assert sorted(p.name for p in leftover.parent.iterdir()) == ["1.0.0"]

@@ -2,6 +2,8 @@
 
 import hashlib
 import pathlib
+import subprocess
+import sys
 
 import hgn_tf.datasets  # noqa: F401  (registers the builder)
 import numpy as np
@@ -47,6 +49,22 @@ def test_two_builds_are_byte_identical(tmp_path):
     a.download_and_prepare()
     b.download_and_prepare()
     assert _records_digest(a) == _records_digest(b)
+
+
+def test_a_build_in_another_process_is_byte_identical(tmp_path):
+    """A rerun after a kill is a new process: protobuf's map order must not reach the bytes."""
+    script = (
+        "import sys, hgn_tf.datasets, tensorflow_datasets as tfds\n"
+        "from hgn_tf.datasets.hamiltonian_systems import HamiltonianSystemsConfig\n"
+        "cfg = HamiltonianSystemsConfig(name='t', num_train=6, num_test=3, n_frames=8)\n"
+        "tfds.builder('hamiltonian_systems', config=cfg, data_dir=sys.argv[1],\n"
+        "             num_workers=1).download_and_prepare()\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], check=True,
+                   capture_output=True, timeout=300)
+    here = _build(tmp_path / "here")
+    here.download_and_prepare()
+    other = _build(tmp_path / "other")
+    assert other.is_prepared() and _records_digest(here) == _records_digest(other)
 
 
 def test_max_examples_gives_the_first_sequences_of_the_full_build(tmp_path):

@@ -106,5 +106,6 @@ def test_a_bad_file_reaches_the_user_as_one_line_without_a_traceback(tmp_path):
         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"hgn train: error: config file {str(passwd)!r} is not a readable RunConfig JSON file: "
+        f"hgn train: error: --config: config file {str(passwd)!r} is not a readable RunConfig "
+        "JSON file: "
         "Expecting value: line 1 column 1 (char 0)."], proc.stderr

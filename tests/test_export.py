@@ -78,6 +78,12 @@ bad_calls = {
     "too_few_frames": ("encode", dict(frames=frames[:, :1])),
     "n_over_cap": ("sample", dict(n=np.int32(len(too_big_batch)), n_steps=n, dt=dt,
                                   seed=np.int32(0))),
+    "dt_1e37": ("rollout", dict(frames=frames, n_steps=n, dt=np.float32(1e37))),
+    "sample_dt_over_range": ("sample", dict(n=np.int32(1), n_steps=n, dt=np.float32(-1e30),
+                                            seed=np.int32(0))),
+    "decode_q_3e38": ("decode", dict(q=np.full(q_last.shape, 3e38, np.float32))),
+    "hamiltonian_p_3e38": ("hamiltonian", dict(q=q_last.numpy(),
+                                               p=np.full(q_last.shape, 3e38, np.float32))),
 }
 for tag, (name, kwargs) in bad_calls.items():
     try:
@@ -195,7 +201,9 @@ def test_sample_is_a_function_of_the_seed(fresh, trained):
 @pytest.mark.parametrize("tag, named", [
     ("n_steps_zero", "n_steps"), ("n_steps_over_cap", "max_steps=50"), ("dt_inf", "dt"),
     ("batch_over_cap", "max_batch=4"), ("too_few_frames", "conditioning frames"),
-    ("n_over_cap", "`n`")])
+    ("n_over_cap", "`n`"), ("dt_1e37", "`dt` must be in [-1, 1]"),
+    ("sample_dt_over_range", "`dt` must be in"), ("decode_q_3e38", "`q`: values must be in"),
+    ("hamiltonian_p_3e38", "`p`: values must be in")])
 def test_the_graph_refuses_bad_calls(fresh, tag, named):
     message = fresh[2]["errors"][tag]
     assert message is not None, f"{tag} was accepted"
@@ -226,6 +234,7 @@ def test_export_info_lets_a_server_work_without_hgn_tf(exported, trained):
                                    cfg.model.latent_channels]
     assert (info["max_steps"], info["max_batch"]) == (MAX_STEPS, MAX_BATCH)
     assert info["dt"] == cfg.model.dt and info["has_energy"] is True
+    assert info["max_abs_dt"] == 8 * cfg.model.dt and info["max_abs_state"] == 1000
     assert set(info["signatures"]) == set(SIGNATURES)
     assert C.ModelConfig(**info["model_config"]) == cfg.model
 
@@ -306,3 +315,16 @@ def test_a_vector_latent_model_exports_its_state_shape(tmp_path):
                                model.hamiltonian(q, p), atol=1e-5)
     np.testing.assert_allclose(loaded.signatures["decode"](q=q)["frames"], model.decode(q),
                                atol=1e-5)
+
+
+def test_a_killed_exports_temporary_folder_is_deleted_by_the_next_export(trained, tmp_path):
+    _, _, model = trained
+    base = tmp_path / "hgn"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    killed = base / f".tmp-1-{dead}-abc123"  # a kill -9 mid-export leaves this
+    (killed / "saved").mkdir(parents=True)
+    live = base / f".tmp-1-{os.getpid()}-def456"  # an export in progress now: not touched
+    live.mkdir()
+    assert export_saved_model(model, base) == base / "1"
+    assert sorted(os.listdir(base)) == sorted(["1", live.name])

@@ -23,6 +23,7 @@ from hgn_tf.errors import DataError
 
 EXPORT_MAX_STEPS, EXPORT_MAX_BATCH = 20, 4  # the export's caps
 SERVER_MAX_STEPS = 10  # the server's cap on n_steps: smaller, so it wins
+SERVER_MAX_BATCH_STEPS = 20  # the server's cap on batch x n_steps
 K = 4  # the tiny preset's sequence length: the autoencoder's conditioning frames
 
 
@@ -39,7 +40,8 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(model_dir):
-    server, thread, url = start_server(model_dir, port=0, max_steps=SERVER_MAX_STEPS)
+    server, thread, url = start_server(model_dir, port=0, max_steps=SERVER_MAX_STEPS,
+                                       max_batch_steps=SERVER_MAX_BATCH_STEPS)
     assert url.startswith("http://127.0.0.1:")
     yield url
     server.shutdown()
@@ -210,6 +212,25 @@ BAD_REQUESTS = {
         {"frames": _frames(1)[0].tolist(), "n_steps": 2, "dt": 0.1},
         {"frames": _frames(1)[0].tolist(), "n_steps": 2}]}, "`dt` must be given in every"),
     "empty instances": ({"signature_name": "rollout", "instances": []}, "`instances`"),
+    # The value contract: dt and states in a documented range (hgn_tf.export.limits).
+    "dt 1e37": (_rollout(dt=1e37), "`dt` must be in [-1, 1]"),
+    "dt 1e30 backward": (_rollout(dt=-1e30), "`dt` must be in [-1, 1]"),
+    "dt just over 8x the training dt": (_rollout(dt=1.01), "`dt` must be in [-1, 1]"),
+    "sample dt 1e37": ({"signature_name": "sample", "inputs": {
+        "n": 1, "n_steps": 2, "dt": 1e37, "seed": 0}}, "`dt` must be in"),
+    "decode q 3e38": ({"signature_name": "decode",
+                       "inputs": {"q": np.full((1, 4, 4, 2), 3e38).tolist()}},
+                      "`q`: values must be in [-1000, 1000]"),
+    "hamiltonian q = p = 3e38": ({"signature_name": "hamiltonian",
+                                  "inputs": {"q": np.full((1, 4, 4, 2), 3e38).tolist(),
+                                             "p": np.full((1, 4, 4, 2), 3e38).tolist()}},
+                                 "`q`: values must be in"),
+    "signature_name a list": ({"signature_name": ["rollout"], "inputs": {}},
+                              "`signature_name` must be a string"),
+    "signature_name an object": ({"signature_name": {"rollout": 1}, "inputs": {}},
+                                 "`signature_name` must be a string"),
+    "batch x n_steps over the cap": (_rollout(frames=_frames(3), n_steps=SERVER_MAX_STEPS),
+                                     "max_batch_steps=20"),
 }
 
 
@@ -297,3 +318,107 @@ print("SERVED")
     proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0 and "SERVED" in proc.stdout, proc.stderr[-3000:]
+
+
+def _test_client(model_dir, **caps):
+    from hgn_tf.export.server import ModelServer
+    from werkzeug.test import Client
+
+    app = Client(ModelServer(model_dir, **caps))
+
+    def post(body):
+        response = app.post("/v1/models/hgn:predict", json=body)
+        return response.status_code, json.loads(response.get_data())
+
+    return post
+
+
+def test_the_answer_size_is_capped_before_the_call(model_dir):
+    # rollout values per frame: 32 x 32 x 3 pixels + q, p (4 x 4 x 2 each) + energy = 3137.
+    post = _test_client(model_dir, max_response_bytes=3137 * 24 * 4)
+    status, answer = post(_rollout(n_steps=4))
+    assert status == 200 and np.asarray(answer["outputs"]["frames"]).shape == (1, 4, 32, 32, 3)
+    status, answer = post(_rollout(n_steps=5))
+    assert status == 400 and "max_response_bytes=301152" in answer["error"], answer
+
+
+def test_a_non_finite_output_is_422_never_a_200(model_dir, tmp_path, monkeypatch):
+    from hgn_tf.export.server import ServableVersion
+
+    from hgn_tf.train import build_model
+
+    # A model whose decoder answers NaN for every input: the graph's own output check refuses it.
+    model = build_model(C.tiny("pendulum"))
+    kernel = model.decoder.trainable_variables[0]
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    export_saved_model(model, tmp_path / "nan", max_steps=4, max_batch=2)
+    post = _test_client(tmp_path / "nan")
+    for body in (_rollout(), {"signature_name": "decode",
+                              "inputs": {"q": np.zeros((1, 4, 4, 2)).tolist()}}):
+        status, answer = post(body)
+        assert status == 422, answer
+        assert "`frames` output is not finite" in answer["error"]
+
+    # An export without that check (or a server-side NaN): the server's own check refuses it.
+    def nan_call(self, signature, feeds):
+        return {"energy": np.array([np.nan, 1.0], np.float32)}
+
+    monkeypatch.setattr(ServableVersion, "call", nan_call)
+    post = _test_client(model_dir)
+    status, answer = post({"signature_name": "hamiltonian",
+                           "inputs": {"q": np.zeros((2, 4, 4, 2)).tolist(),
+                                      "p": np.zeros((2, 4, 4, 2)).tolist()}})
+    assert status == 422 and "`energy` output is not finite" in answer["error"], answer
+
+
+def test_stalled_connections_are_closed_and_capped(model_dir, direct):
+    import socket
+    import threading
+
+    server, thread, url = start_server(model_dir, port=0, read_timeout=1.0, max_connections=4)
+    try:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        threads_before = threading.active_count()
+        stalled = []
+        for i in range(4):  # silent, a request line without headers, half a body
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall([b"", b"POST /v1/models/hgn:predict HTTP/1.1\r\n",
+                          b"POST /v1/models/hgn:predict HTTP/1.1\r\nContent-Length: 100\r\n"
+                          b"\r\n{", b"GET /v1/models/hgn HTTP/1.1\r\n"][i])
+            stalled.append(sock)
+        time.sleep(0.3)
+        # The cap: a fifth connection is answered 503 at once and closed, without a thread.
+        extra = socket.create_connection((host, int(port)), timeout=10)
+        assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+        assert threading.active_count() <= threads_before + 4
+        # The timeout: every stalled connection is closed by the server within about a second.
+        start = time.monotonic()
+        for sock in stalled:
+            while sock.recv(4096):  # a 408 may come first, then the end of the stream
+                pass
+            sock.close()
+        assert time.monotonic() - start < 5
+        extra.close()
+        _good_rollout(url, direct)  # the slots are free again
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+def test_rollout_cli_refuses_a_dt_outside_the_range_naming_it(url, tmp_path, capsys):
+    np.save(tmp_path / "one.npy", _frames(1, seed=7)[0])
+    for dt in ("1e37", "nan"):
+        assert cli.main(["rollout", "--server", url, "--frames", str(tmp_path / "one.npy"),
+                         "--out", str(tmp_path / "x.gif"), "--dt", dt]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("hgn rollout: error: `--dt`") and err.count("\n") == 1, err
+    assert not (tmp_path / "x.gif").exists()
+
+
+def test_serve_cli_refuses_a_bad_port_or_host_in_one_line(model_dir, capsys):
+    for flags, named in ((["--port", "70000"], "--port"), (["--port", "-1"], "--port"),
+                         (["--host", "999.1.1.1", "--port", "0"], "--host")):
+        assert cli.main(["serve", "--model-dir", str(model_dir), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"hgn serve: error: {named}") and err.count("\n") == 1, err

@@ -1,6 +1,8 @@
 """Training through model.fit: run folder, resume after a kill, MirroredStrategy equivalence."""
 
 import json
+import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -10,7 +12,9 @@ import numpy as np
 import pytest
 
 from hgn_tf import config as C
+from hgn_tf import train as train_lib
 from hgn_tf.errors import RunError
+from hgn_tf.model import HGN
 from hgn_tf.train import build_model, load_run, train
 
 
@@ -53,6 +57,133 @@ def test_train_writes_the_run_folder_and_resumes_after_a_kill(tiny_config, tmp_p
     x = np.random.default_rng(0).random((2, 4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(model.rollout(x, 4)["frames"], loaded.rollout(x, 4)["frames"],
                                atol=1e-6)
+
+
+def _history_epochs(run):
+    lines = (run / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,") and "loss" in lines[0]
+    return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+def _kill_mid_weights_write(monkeypatch, at_call):
+    """The `at_call`-th weights write is killed half-way: a truncated file, then the kill."""
+    calls = []
+    original = HGN.save_weights
+
+    def save_weights(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        original(self, filepath, *args, **kwargs)
+        if len(calls) == at_call:
+            size = pathlib.Path(filepath).stat().st_size
+            with open(filepath, "r+b") as f:
+                f.truncate(size // 3)
+            raise KeyboardInterrupt("simulated kill during a weights write")
+
+    monkeypatch.setattr(HGN, "save_weights", save_weights)
+
+
+def _kill_at_rename(monkeypatch, run, at_call):
+    """The `at_call`-th rename into the run folder never happens: the process dies first."""
+    calls = []
+    original = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(run)):
+            calls.append(dst)
+            if len(calls) == at_call:
+                raise KeyboardInterrupt(f"simulated kill before renaming to {dst}")
+        return original(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+# Epoch 0's end renames weights, metadata, history (calls 1-3); epoch 1's: calls 4-6 (a kill
+# before rename 4 is the weights-write case).
+@pytest.mark.parametrize("kill", ["weights write", "rename 5", "rename 6"])
+def test_a_kill_at_any_write_resumes_without_losing_or_duplicating_history(
+        tiny_config, tmp_path, monkeypatch, kill):
+    cfg = tiny_config.replace(train=dict(steps=6, steps_per_epoch=2))
+    run = tmp_path / "run"
+    train_lib._check_run_dir(cfg, run)  # config.json first, so that the rename count is fixed
+    with monkeypatch.context() as m:
+        if kill == "weights write":
+            _kill_mid_weights_write(m, at_call=2)  # epoch 1's backup
+        else:
+            _kill_at_rename(m, run, at_call=int(kill.split()[1]))
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run, verbose=0)
+    model, _ = train(cfg, run, verbose=0)
+    assert int(model.optimizer.iterations) == 6
+    assert _history_epochs(run) == [0, 1, 2]
+    assert not [p.name for p in run.rglob("*") if p.name.startswith(".")]  # no temporaries
+    assert [p.name for p in (run / "backup").glob("*.h5")] == ["epoch-00003.weights.h5"]
+    load_run(run)
+
+
+def test_a_backup_of_the_previous_format_is_resumed(tiny_config, tmp_path):
+    """Runs killed under keras's BackupAndRestore + CSVLogger resume with the new code."""
+    cfg = tiny_config.replace(train=dict(steps=4, steps_per_epoch=2))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, verbose=0, callbacks=[_Kill()])
+    # Rewrite the backup as BackupAndRestore left it, with a row appended after the backup.
+    backup = run / "backup"
+    (backup / "epoch-00001.weights.h5").rename(backup / "latest.weights.h5")
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    with open(run / "history.csv", "a") as f:
+        f.write("1,0.5,0.5\n")  # an epoch the backup does not hold: dropped on resume
+    model, _ = train(cfg, run, verbose=0)
+    assert int(model.optimizer.iterations) == 4
+    assert _history_epochs(run) == [0, 1]
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-00002.weights.h5",
+                                                       "training_metadata.json"]
+
+
+def test_damaged_run_files_are_one_line_run_errors_naming_them(tiny_config, tmp_path):
+    cfg = tiny_config.replace(train=dict(steps=2, steps_per_epoch=2))
+    run = tmp_path / "run"
+    train(cfg, run, verbose=0)
+    final = run / "model.weights.h5"
+    final.write_bytes(final.read_bytes()[:100])
+    with pytest.raises(RunError, match="model.weights.h5") as e:
+        load_run(run)
+    assert "\n" not in str(e.value) and e.value.field == "run_dir"
+    state = run / "backup" / "training_metadata.json"
+    for damaged in (b"", b"{\"epoch\": 1, \"weig"):
+        state.write_bytes(damaged)
+        with pytest.raises(RunError, match="training_metadata.json") as e:
+            train(cfg, run, verbose=0)
+        assert "\n" not in str(e.value)
+    state.write_text('{"epoch": 1, "weights": "epoch-00001.weights.h5", "history": []}')
+    (run / "backup" / "epoch-00001.weights.h5").write_bytes(b"")
+    with pytest.raises(RunError, match="epoch-00001.weights.h5"):
+        train(cfg, run, verbose=0)
+
+
+class _KillAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_a_killed_and_resumed_run_ends_with_the_uninterrupted_runs_weights(tiny_config, tmp_path):
+    # 12 training sequences, batch 4: the kill after step 4 falls inside the second pass, so the
+    # resumed data stream must start mid-pass, with that pass's shuffle.
+    cfg = tiny_config.replace(train=dict(steps=6, steps_per_epoch=2))
+    whole, _ = train(cfg, tmp_path / "whole", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "killed", verbose=0, callbacks=[_KillAfterEpoch(1)])
+    resumed, _ = train(cfg, tmp_path / "killed", verbose=0)
+    assert int(resumed.optimizer.iterations) == 6
+    for a, b in zip(whole.weights, resumed.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    # The same batches and noise gave the same losses: the histories agree row by row.
+    assert ((tmp_path / "whole" / "history.csv").read_text().splitlines()[1:]
+            == (tmp_path / "killed" / "history.csv").read_text().splitlines()[1:])
 
 
 def test_run_dir_with_another_config_is_refused(tiny_config, tmp_path):

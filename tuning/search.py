@@ -67,7 +67,7 @@ from hgn_tf.tuning.hypermodel import OBJECTIVE, GecoHyperModel, KLBound
 from hgn_tf import data as data_lib
 from hgn_tf import train as train_lib
 from hgn_tf.config import RunConfig
-from hgn_tf.errors import ConfigError, RunError, check, positive_int
+from hgn_tf.errors import ConfigError, DataError, RunError, check, folder, positive_int
 
 __all__ = [
     "ALGORITHMS",
@@ -250,7 +250,10 @@ def run_search(base: RunConfig, out_dir, *, algorithm: str = "bayesian", max_tri
     positive_int("max_consecutive_failed_trials", max_consecutive_failed_trials)
     steps_per_epoch, epochs = _budget(algorithm, steps_per_trial, steps_per_epoch, base)
     kl_bound = KLBound() if kl_bound is None else kl_bound
-    out_dir = pathlib.Path(out_dir)
+    # Checked before anything is written: a bad folder leaves no search folder behind.
+    out_dir = folder("out_dir", out_dir)
+    if base.data.data_dir is not None:
+        folder("data_dir", base.data.data_dir, DataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_search_config(out_dir, {
         "base": base.to_dict(), "algorithm": algorithm, "steps_per_trial": steps_per_trial,

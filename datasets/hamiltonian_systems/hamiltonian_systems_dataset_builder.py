@@ -9,8 +9,12 @@ Each example is one sequence: the system is sampled at an energy radius r, simul
 coordinate of every frame, and the noisy positions are rendered as soft discs.
 
 Determinism: example i of split s is a pure function of (config.seed, s, i). Two builds of the
-same config give byte-identical records, and `max_examples_per_split=N` gives exactly the first
-N sequences of the full build.
+same config give byte-identical records, in one process or in two (a build killed and run again,
+another machine with the same library versions), and `max_examples_per_split=N` gives exactly
+the first N sequences of the full build. The records are written by `_KeyOrderedExampleWriter`:
+TFDS serializes each tf.train.Example with protobuf's default, whose map order (the feature
+names) varies from process to process under the upb backend; the decoded examples were always
+equal, the bytes were not.
 
 Usage::
 
@@ -30,6 +34,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from tensorflow.core.example import example_pb2
 
 from hgn_tf import physics
 from hgn_tf.errors import DataError, check, positive_int
@@ -38,6 +43,21 @@ from hgn_tf.physics import parallel
 __all__ = ["Builder", "HamiltonianSystemsConfig", "RESOLUTIONS"]
 
 RESOLUTIONS = physics.SUPPORTED_RESOLUTIONS
+
+
+class _KeyOrderedExampleWriter(tfds.core.writer.ExampleWriter):
+    """TFDS's record writer, with each example re-serialized with its feature map in key order.
+
+    (`SerializeToString(deterministic=True)`: the bytes no longer depend on the process.)
+    """
+
+    def write(self, path, examples):
+        def ordered():
+            for key, serialized in examples:
+                example = example_pb2.Example.FromString(serialized)
+                yield key, example.SerializeToString(deterministic=True)
+
+        return super().write(path, ordered())
 
 
 @dataclasses.dataclass(eq=False)
@@ -110,6 +130,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def physical_system(self):
         """The `hgn_tf.physics` system this config simulates."""
         return physics.get(self.builder_config.system)
+
+    def _example_writer(self) -> tfds.core.writer.ExampleWriter:
+        return _KeyOrderedExampleWriter(file_format=self.info.file_format)
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self.builder_config
