@@ -92,6 +92,8 @@ class PhysicalSystem(abc.ABC):
     dim: ClassVar[int]
     colours: ClassVar[tuple[Colour, ...]]
     constant_names: ClassVar[tuple[str, ...]]
+    # Every coordinate of q is an angle (period 2 pi): read-back unwraps them along time.
+    angles: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         for field in (*self.constant_names, "noise_std", "world_extent", "body_radius"):

@@ -65,6 +65,7 @@ class DoublePendulum(PhysicalSystem):
     dim: ClassVar[int] = 2
     colours: ClassVar[tuple] = BODY_COLOURS[:2]
     constant_names: ClassVar[tuple[str, ...]] = ("m", "l", "g")
+    angles: ClassVar[bool] = True
 
     def _validate(self) -> None:
         if self.kinetic not in KINETIC_FORMS:

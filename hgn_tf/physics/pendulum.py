@@ -40,6 +40,7 @@ class Pendulum(PhysicalSystem):
     dim: ClassVar[int] = 1
     colours: ClassVar[tuple] = BODY_COLOURS[:1]
     constant_names: ClassVar[tuple[str, ...]] = ("m", "g", "l")
+    angles: ClassVar[bool] = True
 
     def hamiltonian(self, q, p, t=0.0) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
