@@ -177,3 +177,19 @@ def test_the_pendulum_rod_residual_is_the_bobs_distance_off_the_circle():
     np.testing.assert_allclose(state.constraint_residual, -0.2, atol=0.005)
     double = physics.get("double_pendulum")
     assert double.constraint_residual(double.positions(data["q"][..., [0, 0]])).max() < 1e-12
+
+
+def test_a_body_colour_spread_over_the_frame_is_not_a_body():
+    # An untrained decoder's output: the body's colour as a haze over the whole frame. Any window
+    # holds a disc's worth of it; the coverage outside the window says it is no disc.
+    system = physics.get("pendulum")
+    background = np.rint(np.array([0.3] * 3) * 255) / 255
+    haze = background + 0.3 * (np.array(system.colours[0]) - background)
+    frames = np.broadcast_to(haze, (3, RES, RES, 3)).astype(np.float32)
+    _, confidence = readback.read_positions(frames, system)
+    assert np.all(confidence < 0)
+    # A true disc under a faint haze (0.03 coverage, ~5 uint8 levels) is still found.
+    disc = render_states(system, np.array([[0.4]])).astype(np.float32) / 255
+    faint = disc + 0.03 * (np.array(system.colours[0]) - background)
+    positions, confidence = readback.read_positions(faint, system)
+    assert confidence[0, 0] > 0.9 and _pixel_errors(system, positions, [[0.4]]).max() < 0.1

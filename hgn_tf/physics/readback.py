@@ -31,10 +31,12 @@ Centroid. For each body (pixel coordinates of `render.project`: pixel [i, j] is 
      three_body frame with overlapping discs was read 0.6 pixel off, with it < 0.05.
 
 On a clean frame the fine centroid is the renderer's intensity-weighted centroid, within ~0.01
-pixel of the projected centre (render.py). Confidence = the summed a in that window divided by the
-summed alpha of one disc alone (the renderer's own: one disc rendered at 16 sub-pixel offsets and
-unmixed the same way, ~pi (R_px^2 + sigma_px^2)): ~1 for a body drawn as the renderer draws it,
-0 on a blank frame, below 1 for a faded, smeared or hidden body, above 1 for a body drawn too big.
+pixel of the projected centre (render.py). Confidence = (the summed a in that window - the summed
+a above NOISE_LEVEL outside it) / the summed alpha of one disc alone (the renderer's own: one disc
+rendered at 16 sub-pixel offsets and unmixed the same way, ~pi (R_px^2 + sigma_px^2)). So it is
+~1 for a body drawn as the renderer draws it, 0 on a blank frame, about the share drawn for a
+faded body, below 1 for a smeared or hidden one, and negative for the body's colour spread over
+the frame (an untrained decoder's uniform haze held a disc's worth of coverage in any window).
 A frame with no pixel of a body above `NOISE_LEVEL` gives that body NaN position, confidence 0.
 
 From positions to the state (`read_state`): q = system.coordinates(positions), unwrapped in time
@@ -163,7 +165,7 @@ def _disc(extent: float, body_radius: float, resolution: int,
 
 
 def _centroids(a: np.ndarray, hidden: np.ndarray, disc: _Disc) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centroids [F, B, 2] and summed coverage [F, B] of coverages a [F, H, W, B].
+    """Pixel centroids [F, B, 2] and present-minus-stray coverage [F, B] of coverages a.
 
     Where a body is hidden under the bodies painted after it, its coverage is unknown: the fine
     passes fill it with the disc's own profile about the current estimate.
@@ -189,7 +191,9 @@ def _centroids(a: np.ndarray, hidden: np.ndarray, disc: _Disc) -> tuple[np.ndarr
               + (rows - row[..., None, None].astype(np.float32)) ** 2)
         filled = np.where(hidden, disc.alpha(d2), clipped)
         col, row, mass = centroid(np.where(d2 <= disc.window**2, filled, 0))
-    return np.stack([col, row], axis=-1), np.nan_to_num(mass)
+    outside = (d2 > disc.window**2) & ~hidden & (clipped > NOISE_LEVEL)
+    stray = np.where(outside, clipped, 0).sum(axis=(2, 3), dtype=np.float64)
+    return np.stack([col, row], axis=-1), np.nan_to_num(mass) - stray
 
 
 def read_positions(frames, system: PhysicalSystem) -> tuple[np.ndarray, np.ndarray]:
