@@ -21,7 +21,8 @@ Per sequence (arrays [N]):
 
 The energy scores are NaN for a sequence with a frame where some body is not found (there is no
 trajectory to differentiate); the summaries average over the others and count them
-(`energy_sequences`). A sequence is `plausible` when every body is found in every frame and its
+(`energy_sequences`). `write_pictures` draws the tracks read back over the frames and the energy
+read back over time. A sequence is `plausible` when every body is found in every frame and its
 energy_rel_var is at most ENERGY_REL_VAR_TOLERANCE = 1e-2 (the energy's standard deviation within
 10% of its mean).
 
@@ -37,8 +38,11 @@ model that draws smooth clean dynamics is judged against the tolerance.
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 
+from hgn_tf import plots
 from hgn_tf.errors import DataError
 from hgn_tf.physics import project
 from hgn_tf.physics.base import PhysicalSystem
@@ -52,6 +56,7 @@ __all__ = [
     "plausible",
     "sequence_scores",
     "summarise",
+    "write_pictures",
 ]
 
 # The largest energy_rel_var of a plausible sequence (module docstring).
@@ -158,3 +163,37 @@ def physics_report(frames, system: PhysicalSystem, dt: float, *, true_q=None, t0
     readback = read_state(frames, system, dt, t0=t0, found_threshold=found_threshold)
     scores = sequence_scores(readback, system, frames.shape[-2], true_q)
     return {**summarise(scores), "plausible_fraction": float(plausible(scores).mean())}
+
+
+def write_pictures(frames, system: PhysicalSystem, dt: float, out_dir, stem: str, *,
+                   true_energy=None, t0: float = 0.0) -> tuple:
+    """The state read back from frames [N, T, H, W, 3], shown: two pictures in `out_dir`.
+
+    `<stem>_tracks.png`: the frames (one row per sequence) with each body's track read back drawn
+    over them (plots.tracks_png: a line through its centres so far and a cross at the frame's).
+    `<stem>_energy.png`: the true energy read back along each sequence, E_t / mean_t E, beside
+    `true_energy` [N, T] (dashed, same colour) when given.
+
+    Returns:
+      the two paths.
+    """
+    frames = np.asarray(frames)
+    state = read_state(frames, system, dt, t0=t0)
+    resolution = frames.shape[-2]
+    out_dir = pathlib.Path(out_dir)
+    tracks = plots.tracks_png(frames, project(state.positions, system.world_extent, resolution),
+                              out_dir / f"{stem}_tracks.png",
+                              labels=[f"seq {i}" for i in range(len(frames))])
+    frame_index = np.arange(frames.shape[1])
+    series, styles = {}, {}
+    for i, energy in enumerate(state.energy):
+        reference = np.nanmean(energy) if true_energy is None else np.mean(true_energy[i])
+        series[f"{i} read back"] = (frame_index, energy / reference)
+        styles[f"{i} read back"] = {"color": f"C{i}", "marker": "."}
+        if true_energy is not None:
+            series[f"{i} true"] = (frame_index, np.asarray(true_energy[i]) / reference)
+            styles[f"{i} true"] = {"color": f"C{i}", "linestyle": "--"}
+    curve = plots.line_plot(
+        out_dir / f"{stem}_energy.png", series, xlabel="frame", ylabel="E / mean E (true)",
+        title=f"{system.name}: the true energy read back from the frames", styles=styles)
+    return tracks, curve

@@ -102,3 +102,41 @@ def test_physics_report_of_ground_truth_frames(two_body):
     with pytest.raises(DataError) as e:
         plausibility.plausible({"energy_rel_var": [0.0], "found_fraction": [1.0]}, tolerance=0)
     assert e.value.field == "tolerance"
+
+
+def test_tracks_are_drawn_where_the_bodies_are(tmp_path):
+    # The cross of each body sits at its centre read back: on the disc, in the track colour.
+    from PIL import Image
+
+    from hgn_tf import plots
+    from hgn_tf.physics import project
+
+    system = physics.get("three_body")
+    data = physics.generate(system, 2, seed=0, split="test", n_frames=5)
+    tracks, _ = plausibility.write_pictures(data["frames"], system, 0.125, tmp_path, "three",
+                                            true_energy=data["energy"])
+    image = np.asarray(Image.open(tracks))
+    centres = project(system.positions(data["q_noisy"]), system.world_extent, 32)
+    scale, gap, left = 4, 1, 70
+    for i, j, b in ((0, 0, 0), (1, 4, 2), (1, 2, 1)):
+        col, row = centres[i, j, b] * scale
+        x = int(left + gap + j * (32 * scale + gap) + col)
+        y = int(gap + i * (32 * scale + gap) + row)
+        assert tuple(image[y, x]) == plots.TRACK_COLOURS[b], (i, j, b, image[y, x])
+    assert (tmp_path / "three_energy.png").stat().st_size > 0
+
+
+def test_hgn_data_physics_scores_and_draws_a_dataset(tiny_data_dir, tmp_path, capsys):
+    from hgn_tf import cli
+
+    out = tmp_path / "physics"
+    assert cli.main(["data", "physics", "pendulum", "--data-dir", tiny_data_dir,
+                     "--max-examples", "16", "--n", "8", "--show", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    clean = next(line for line in printed.splitlines() if line.startswith("clean"))
+    assert clean.split()[1] == "1.000" and clean.split()[-1] == "1.000"  # found, plausible
+    for label in ("stored", "clean"):
+        for kind in ("tracks", "energy"):
+            assert (out / f"pendulum_test_{label}_{kind}.png").exists()
+    assert cli.main(["data", "physics", "pendulum", "--data-dir", tiny_data_dir, "--n", "0"]) == 2
+    assert "`--n` must be a positive integer" in capsys.readouterr().err
