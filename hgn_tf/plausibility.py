@@ -19,12 +19,14 @@ Per sequence (arrays [N]):
                            read back and the true one (rollouts: the stored clean state)
     constraint_residual    mean over frames of |residual| (world units; the pendulums' rods)
 
-The energy scores are NaN for a sequence with a frame where some body is not found (there is no
-trajectory to differentiate); the summaries average over the others and count them
-(`energy_sequences`). `write_pictures` draws the tracks read back over the frames and the energy
-read back over time. A sequence is `plausible` when every body is found in every frame and its
+The energy scores are NaN for a sequence with a frame where some body has no centroid at all (no
+pixel of its colour: there is no trajectory to differentiate); the summaries average over the
+others and count them (`energy_sequences`). They do not wait for the bodies to be found: they
+score whatever the reader locates (a faint or smeared blob too), so read them beside
+found_fraction. A sequence is `plausible` when every body is found in every frame and its
 energy_rel_var is at most ENERGY_REL_VAR_TOLERANCE = 1e-2 (the energy's standard deviation within
-10% of its mean).
+10% of its mean). `write_pictures` draws the tracks read back over the frames and the energy read
+back over time.
 
 Why an absolute tolerance, not a multiple of the ground truth's. Read back from the clean states
 rendered, every system's sequences stay below 2e-3 (64 test sequences per system; the worst is
@@ -97,7 +99,7 @@ def sequence_scores(readback: Readback, system: PhysicalSystem, resolution: int,
       resolution: pixels a side of the frames.
       true_q: [N, T, dim] the true coordinates of the same frames, or None.
     """
-    energy = np.where(readback.found.all(axis=1, keepdims=True), readback.energy, np.nan)
+    energy = readback.energy
     scores = {
         "found_fraction": readback.found.mean(axis=1),
         "energy_rel_var": energy_rel_var(energy),
