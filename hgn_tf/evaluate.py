@@ -28,7 +28,9 @@ the prior (`samples`, a stochastic model only).
 
 Pictures (in `<run>/eval/`): truth vs rollout, a backward rollout (roll forward to the last
 frame, then integrate with -dt back to the start, against the reversed truth), double and half
-speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve.
+speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve;
+the tracks and the energy read back from the rollouts and samples (`rollout_physics_*.png`,
+`samples_physics_*.png`).
 """
 
 from __future__ import annotations
@@ -171,7 +173,8 @@ def evaluate(
         vline=k - 0.5,
     )
     if pictures:
-        _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k)
+        _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k,
+                  physics=(system, frame_dt))
     if verbose:
         print(format_table(metrics_out))
     return metrics_out
@@ -224,7 +227,8 @@ def _format_physics(metrics_out: dict) -> list[str]:
     return rows
 
 
-def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4):
+def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4,
+              physics=None):
     mc, t = cfg.model, truth.shape[1]
     x = tf.constant(truth[:n])
     plots.grid_png(
@@ -259,3 +263,7 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: in
         samples = model.sample(8, t, seed=tf.constant([cfg.train.seed, 1]))["frames"].numpy()
         plots.grid_png(samples, out_dir / "samples.png")
         plots.animations(samples, out_dir / "samples")
+    if physics is not None:  # (system, frame_dt): the tracks and energy read back, drawn
+        plausibility.write_pictures(pred[:n], *physics, out_dir, "rollout_physics")
+        if not mc.deterministic:
+            plausibility.write_pictures(samples, *physics, out_dir, "samples_physics")
