@@ -193,3 +193,14 @@ def test_a_body_colour_spread_over_the_frame_is_not_a_body():
     faint = disc + 0.03 * (np.array(system.colours[0]) - background)
     positions, confidence = readback.read_positions(faint, system)
     assert confidence[0, 0] > 0.9 and _pixel_errors(system, positions, [[0.4]]).max() < 0.1
+
+
+@pytest.mark.parametrize("name", ["pendulum", "three_body"])
+def test_the_reader_works_at_64_pixels(name):
+    system = physics.get(name)
+    data = physics.generate(system, 2, seed=0, split="test", n_frames=10, resolution=64)
+    positions, confidence = readback.read_positions(data["frames"], system)
+    read = project(positions, system.world_extent, 64)
+    true = project(system.positions(data["q_noisy"]), system.world_extent, 64)
+    err = np.linalg.norm(read - true, axis=-1)
+    assert err.mean() < 0.1 and err.max() < 0.3 and np.all(np.abs(confidence - 1) < 0.05)
