@@ -113,12 +113,19 @@ def sequence_scores(readback: Readback, system: PhysicalSystem, resolution: int,
         truth = project(system.positions(true_q), system.world_extent, resolution)
         read = project(readback.positions, system.world_extent, resolution)
         distance = np.linalg.norm(read - truth, axis=-1)  # [N, T, B], NaN for a missing body
-        with np.errstate(invalid="ignore"):
-            scores["position_error_px"] = np.nanmean(distance.reshape(len(distance), -1), axis=1)
+        scores["position_error_px"] = _nanmean_per_sequence(distance)
     if readback.constraint_residual is not None:
-        residual = np.abs(readback.constraint_residual)
-        scores["constraint_residual"] = np.nanmean(residual.reshape(len(residual), -1), axis=1)
+        scores["constraint_residual"] = _nanmean_per_sequence(np.abs(readback.constraint_residual))
     return scores
+
+
+def _nanmean_per_sequence(x: np.ndarray) -> np.ndarray:
+    """[N]: the mean of the finite values of each x[i] (NaN where there is none)."""
+    x = x.reshape(len(x), -1)
+    finite = np.isfinite(x)
+    count = finite.sum(axis=1)
+    total = np.where(finite, x, 0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def summarise(scores: dict) -> dict:

@@ -140,3 +140,16 @@ def test_hgn_data_physics_scores_and_draws_a_dataset(tiny_data_dir, tmp_path, ca
             assert (out / f"pendulum_test_{label}_{kind}.png").exists()
     assert cli.main(["data", "physics", "pendulum", "--data-dir", tiny_data_dir, "--n", "0"]) == 2
     assert "`--n` must be a positive integer" in capsys.readouterr().err
+
+
+def test_blank_rollouts_score_without_warnings(two_body):
+    # A model that draws nothing: no body found, no energy, no position; scored, not crashed.
+    import warnings
+
+    system, data = two_body
+    blank = np.full(data["frames"].shape, round(0.3 * 255), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = plausibility.physics_report(blank, system, 0.125, true_q=data["q"])
+    assert report["found_fraction"] == 0 and report["plausible_fraction"] == 0
+    assert report["energy_sequences"] == 0 and report["position_error_px"] is None
