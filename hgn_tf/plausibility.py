@@ -8,8 +8,8 @@ from noisy states, so the floor includes the dataset's noise).
 Per sequence (arrays [N]):
 
     found_fraction         the fraction of frames in which every body is found (confidence >=
-                           readback.FOUND_THRESHOLD: at least half the summed intensity of a disc
-                           within a disc's reach of its centroid)
+                           readback.FOUND_THRESHOLD = 0.5: at least half a disc's coverage near
+                           its centroid, net of its colour found elsewhere in the frame)
     energy_rel_var         Var_t E_t / mean_t(E_t)^2 of the true conserved energy E along the
                            decoded trajectory (H; the damped oscillator's invariant)
     energy_rel_drift       |mean E over the last quarter of the frames - mean E over the first

@@ -204,3 +204,17 @@ def test_the_reader_works_at_64_pixels(name):
     true = project(system.positions(data["q_noisy"]), system.world_extent, 64)
     err = np.linalg.norm(read - true, axis=-1)
     assert err.mean() < 0.1 and err.max() < 0.3 and np.all(np.abs(confidence - 1) < 0.05)
+
+
+def test_angles_are_unwrapped_across_a_frame_without_the_body():
+    # A pendulum whirling over the top (q from 2.5 to 4.0 rad, crossing pi) with its bob missing
+    # from frame 3: q is continuous on both sides of the gap, and dq/dt is constant away from it.
+    system = physics.get("pendulum")
+    q = np.linspace(2.5, 4.0, 12)[None, :, None]
+    frames = render_states(system, q)
+    frames[0, 3] = round(0.3 * 255)
+    state = readback.read_state(frames, system, 0.125)
+    assert np.isnan(state.q[0, 3, 0])
+    finite = np.isfinite(state.q[0, :, 0])
+    np.testing.assert_allclose(state.q[0, finite, 0], q[0, finite, 0], atol=0.01)
+    np.testing.assert_allclose(state.qdot[0, 8:, 0], 1.5 / 11 / 0.125, rtol=0.01)

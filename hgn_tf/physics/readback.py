@@ -235,6 +235,7 @@ def finite_difference(x, dt: float, *, axis: int = 1, order: int = 4) -> np.ndar
     (-x[i+2] + 8 x[i+1] - 8 x[i-1] + x[i-2]) / (12 dt)); the first and last order/2 points use the
     nearest order+1 points, one-sided, of the same order. Fewer than order+1 samples: the highest
     order they allow. The weights solve the Vandermonde system sum_k w_k s_k^j = [j == 1].
+    A NaN sample (a body not seen) makes NaN only the derivatives whose stencil uses it.
 
     Raises:
       DataError: `order` not a positive even integer, dt not > 0, or fewer than 2 samples.
@@ -257,8 +258,20 @@ def finite_difference(x, dt: float, *, axis: int = 1, order: int = 4) -> np.ndar
         weights[i, start : start + points] = np.linalg.solve(
             np.vander(s, increasing=True).T.astype(np.float64), rhs)
     moved = np.moveaxis(x, axis, 0)
-    derivative = np.tensordot(weights, moved, axes=(1, 0)) / dt
-    return np.moveaxis(derivative, 0, axis)
+    missing = ~np.isfinite(moved)  # NaN only where a stencil uses a missing sample (not 0 * NaN)
+    derivative = np.tensordot(weights, np.where(missing, 0, moved), axes=(1, 0)) / dt
+    touched = np.tensordot((weights != 0).astype(np.float64), missing, axes=(1, 0)) > 0
+    return np.moveaxis(np.where(touched, np.nan, derivative), 0, axis)
+
+
+def _unwrap(angles: np.ndarray) -> np.ndarray:
+    """np.unwrap along axis 1, across frames with NaN (a body not seen): each finite angle is
+    unwrapped against the last finite one before it."""
+    filled = angles.copy()
+    for k in range(1, filled.shape[1]):
+        filled[:, k] = np.where(np.isfinite(filled[:, k]), filled[:, k], filled[:, k - 1])
+    unwrapped = np.unwrap(np.nan_to_num(filled), axis=1)
+    return np.where(np.isfinite(angles), unwrapped, np.nan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,8 +322,7 @@ def read_state(frames, system: PhysicalSystem, dt: float, *, t0: float = 0.0,
     times = t0 + dt * np.arange(frames.shape[1])
     q = system.coordinates(positions)
     if system.angles:
-        finite = np.isfinite(q).all(axis=(1, 2))
-        q[finite] = np.unwrap(q[finite], axis=1)
+        q = _unwrap(q)
     qdot = finite_difference(q, dt, axis=1, order=order)
     t = np.broadcast_to(times[None, :], q.shape[:2])
     ok = np.isfinite(q).all(axis=-1) & np.isfinite(qdot).all(axis=-1)
