@@ -155,13 +155,13 @@ def evaluate(
         pred, energy = _predict(model, truth, batch_size, horizon, mc.dt)
         metrics_out[split] = rollout_report(pred, truth, energy, mean_frame=mean_frame,
                                             frames_read=k)
-        if split == "test":
-            test_truth, test_pred = truth, pred
         q = data_lib.load_arrays(data_cfg, split, keys=("q",), limit=max_sequences)["q"]
         metrics_out[split]["physics"] = physics_reports(system, pred, truth, q, frame_dt=frame_dt)
-    if not mc.deterministic:
-        metrics_out["samples"] = {"physics": _sample_physics(
-            model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt)}
+        if split == "test" and not mc.deterministic:
+            metrics_out["samples"] = {"physics": _sample_physics(
+                model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt)}
+        if split == "test":
+            test_truth, test_pred = truth, pred
     with open(out_dir / "metrics.json", "w") as f:
         json.dump(metrics_out, f, indent=2)
     plots.line_plot(
