@@ -2,6 +2,7 @@
 
 hgn data build --system pendulum [--max-examples N]   build the TFDS dataset
 hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored sequences
+hgn data physics pendulum [--out DIR]                 the state read back from stored frames
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
 hgn evaluate --run-dir R [--horizon 30]               metrics.json + pictures in R/eval
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
@@ -88,6 +89,40 @@ def cmd_data_show(args):
     png = plots.grid_png(frames, out / f"{cfg.system}_{args.split}.png")
     gif = plots.sequences_gif(frames, out / f"{cfg.system}_{args.split}.gif")
     print(f"wrote {png}\nwrote {gif}")
+
+
+def cmd_data_physics(args):
+    import numpy as np
+
+    from hgn_tf import data, plausibility
+    from hgn_tf import physics as physics_lib
+    from hgn_tf.errors import positive_int
+
+    positive_int("--n", args.n)
+    positive_int("--show", args.show)
+    cfg = _data_config(args)
+    arrays = data.load_arrays(cfg, args.split, keys=("frames", "q", "p", "t"), limit=args.n)
+    system = physics_lib.get(cfg.system)
+    dt = float(data.build(cfg).builder_config.dt)
+    t = arrays["t"][:1].astype(np.float64)
+    clean = physics_lib.render_states(system, arrays["q"], cfg.resolution)
+    print(f"{cfg.system} {args.split}: {len(arrays['q'])} sequences read back "
+          "(E: the true energy; medians over sequences)")
+    print("frames   found  E_rel_var  E_rel_drift  pos_err(px)  rod_resid  plausible")
+    for label, frames in (("stored", arrays["frames"]), ("clean", clean)):
+        r = plausibility.physics_report(frames, system, dt, true_q=arrays["q"])
+        rod = r.get("constraint_residual")
+        print(f"{label:7}  {r['found_fraction']:5.3f}  {r['energy_rel_var_median']:9.2e}  "
+              f"{r['energy_rel_drift_median']:11.4f}  {r['position_error_px']:11.3f}  "
+              f"{'-' if rod is None else format(rod, '.4f'):>9}  {r['plausible_fraction']:9.3f}")
+    shown = slice(0, args.show)
+    energy = system.conserved_energy(arrays["q"][shown], arrays["p"][shown], t)
+    out = pathlib.Path(args.out)
+    for label, frames in (("stored", arrays["frames"]), ("clean", clean)):
+        for path in plausibility.write_pictures(frames[shown], system, dt, out,
+                                                f"{cfg.system}_{args.split}_{label}",
+                                                true_energy=energy):
+            print(f"wrote {path}")
 
 
 # `hgn train` flags that set one config field: flag dest -> (section, field).
@@ -225,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="sequences to show (default %(default)s)")
     p.add_argument("--out", default="runs/data_show", help="output folder (default %(default)s)")
     p.set_defaults(func=cmd_data_show)
+    p = data.add_parser("physics", help="read the state back from stored frames: scores (the "
+                                        "floor of `hgn evaluate`'s physics) and pictures")
+    _add_data_args(p, positional_system=True)
+    p.set_defaults(max_examples=64)
+    p.add_argument("--split", choices=("train", "test"), default="test",
+                   help="which split to read (default %(default)s)")
+    p.add_argument("--n", type=int, default=64,
+                   help="sequences to score (default %(default)s)")
+    p.add_argument("--show", type=int, default=4,
+                   help="sequences to draw, tracks and energy (default %(default)s)")
+    p.add_argument("--out", default="runs/data_physics",
+                   help="output folder (default %(default)s)")
+    p.set_defaults(func=cmd_data_physics)
 
     p = sub.add_parser("train", help="train an HGN with model.fit (resumes a killed run)")
     p.add_argument("--run-dir", required=True,

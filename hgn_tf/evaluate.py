@@ -18,9 +18,19 @@ whole unroll and separately over the frames the encoder read (0..k-1) and the fr
     read / after          the same MSE figures over frames 0..k-1 and k..horizon-1 ("after" is
                           absent when the horizon ends at k)
 
+Physics read back from the pixels (`physics` of each split, `hgn_tf.plausibility`): the true
+system's positions, momenta and energy read off the frames, scored (found_fraction,
+energy_rel_var, energy_rel_drift, position_error_px against the stored clean state,
+constraint_residual) for the model's rollouts (`model`) beside the same scores of the stored
+frames (`truth`: rendered from noisy states, the floor with the dataset's noise) and of the clean
+states rendered (`clean`: what a perfect model of the clean dynamics draws); and for samples from
+the prior (`samples`, a stochastic model only).
+
 Pictures (in `<run>/eval/`): truth vs rollout, a backward rollout (roll forward to the last
 frame, then integrate with -dt back to the start, against the reversed truth), double and half
-speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve.
+speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve;
+the tracks and the energy read back from the rollouts and samples (`rollout_physics_*.png`,
+`samples_physics_*.png`).
 """
 
 from __future__ import annotations
@@ -33,12 +43,13 @@ import numpy as np
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
-from hgn_tf import metrics, plots
+from hgn_tf import metrics, plausibility, plots
+from hgn_tf import physics as physics_lib
 from hgn_tf.errors import check, positive_int
 from hgn_tf.physics import STORED_FRAMES
 from hgn_tf.train import atomic_write_text, load_run
 
-__all__ = ["evaluate", "format_table", "rollout_report"]
+__all__ = ["evaluate", "format_table", "physics_reports", "rollout_report"]
 
 
 def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | None, *,
@@ -60,6 +71,26 @@ def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | Non
     if energy is not None:
         report["hamiltonian_variance"] = float(metrics.energy_variance(energy).mean())
     return report
+
+
+def physics_reports(system, pred: np.ndarray, truth: np.ndarray, q: np.ndarray, *,
+                    frame_dt: float) -> dict:
+    """The physics read back from rollouts `pred` beside the floors, each a
+    `plausibility.physics_report`: {"model", "truth" (the stored frames), "clean" (the clean
+    states `q` [N, T, dim] rendered)}."""
+    def report(frames):
+        return plausibility.physics_report(frames, system, frame_dt, true_q=q)
+
+    clean = physics_lib.render_states(system, q, truth.shape[-2])
+    return {"model": report(pred), "truth": report(truth), "clean": report(clean)}
+
+
+def _sample_physics(model, cfg, system, n: int, n_steps: int, batch_size: int,
+                    frame_dt: float) -> dict:
+    frames = [model.sample(min(batch_size, n - i), n_steps,
+                           seed=tf.constant([cfg.train.seed, 2 + i]))["frames"].numpy()
+              for i in range(0, n, batch_size)]
+    return plausibility.physics_report(np.concatenate(frames), system, frame_dt)
 
 
 def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float):
@@ -104,6 +135,8 @@ def evaluate(
     data_cfg = dataclasses.replace(cfg.data, n_frames=horizon)
     train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
     mean_frame = train_frames.mean(axis=(0, 1))
+    system = physics_lib.get(cfg.data.system)
+    frame_dt = float(data_lib.build(data_cfg).builder_config.dt)  # time between stored frames
     metrics_out = {
         "system": cfg.data.system,
         "horizon": horizon,
@@ -122,6 +155,11 @@ def evaluate(
         pred, energy = _predict(model, truth, batch_size, horizon, mc.dt)
         metrics_out[split] = rollout_report(pred, truth, energy, mean_frame=mean_frame,
                                             frames_read=k)
+        q = data_lib.load_arrays(data_cfg, split, keys=("q",), limit=max_sequences)["q"]
+        metrics_out[split]["physics"] = physics_reports(system, pred, truth, q, frame_dt=frame_dt)
+        if split == "test" and not mc.deterministic:
+            metrics_out["samples"] = {"physics": _sample_physics(
+                model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt)}
         if split == "test":
             test_truth, test_pred = truth, pred
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics_out, indent=2))
@@ -134,7 +172,8 @@ def evaluate(
         vline=k - 0.5,
     )
     if pictures:
-        _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k)
+        _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k,
+                  physics=(system, frame_dt))
     if verbose:
         print(format_table(metrics_out))
     return metrics_out
@@ -159,10 +198,36 @@ def format_table(metrics_out: dict) -> str:
                 f"  {w['ratio_to_mean_frame']:11.2f}  {w['baseline_mean_frame_mse'] * 1e4:10.2f}"
                 f"  {w['baseline_repeat_last_mse'] * 1e4:11.2f}{extra}"
             )
+    rows += _format_physics(metrics_out)
     return "\n".join(rows)
 
 
-def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4):
+def _format_physics(metrics_out: dict) -> list[str]:
+    """The physics read back (`physics_reports`) as text rows, if the figures hold it."""
+    entries = [(s, name, metrics_out[s]["physics"][name]) for s in ("train", "test")
+               if "physics" in metrics_out.get(s, {}) for name in ("model", "truth", "clean")]
+    if "samples" in metrics_out:
+        entries.append(("prior", "samples", metrics_out["samples"]["physics"]))
+    if not entries:
+        return []
+
+    def number(value, fmt):
+        return format(value, fmt) if value is not None else "-".rjust(int(fmt.split(".")[0]))
+
+    rows = ["physics read back from the frames (E: the true energy; medians over sequences)",
+            "split  frames   found  E_rel_var  E_rel_drift  pos_err(px)  rod_resid  plausible"]
+    for split, name, r in entries:
+        rows.append(
+            f"{split:5}  {name:7}  {r['found_fraction']:5.3f}  "
+            f"{number(r.get('energy_rel_var_median'), '9.2e')}  "
+            f"{number(r.get('energy_rel_drift_median'), '11.4f')}  "
+            f"{number(r.get('position_error_px'), '11.3f')}  "
+            f"{number(r.get('constraint_residual'), '9.4f')}  {r['plausible_fraction']:9.3f}")
+    return rows
+
+
+def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4,
+              physics=None):
     mc, t = cfg.model, truth.shape[1]
     x = tf.constant(truth[:n])
     plots.grid_png(
@@ -197,3 +262,7 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: in
         samples = model.sample(8, t, seed=tf.constant([cfg.train.seed, 1]))["frames"].numpy()
         plots.grid_png(samples, out_dir / "samples.png")
         plots.animations(samples, out_dir / "samples")
+    if physics is not None:  # (system, frame_dt): the tracks and energy read back, drawn
+        plausibility.write_pictures(pred[:n], *physics, out_dir, "rollout_physics")
+        if not mc.deterministic:
+            plausibility.write_pictures(samples, *physics, out_dir, "samples_physics")

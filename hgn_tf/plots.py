@@ -12,8 +12,8 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["to_uint8", "grid_png", "sequences_gif", "sequences_mp4", "animations", "line_plot",
-           "scatter_plot"]
+__all__ = ["to_uint8", "grid_png", "tracks_png", "sequences_gif", "sequences_mp4", "animations",
+           "line_plot", "scatter_plot"]
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -61,6 +61,61 @@ def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None,
     img = Image.fromarray(canvas)
     if labels:
         draw = ImageDraw.Draw(img)
+        for i, label in enumerate(labels):
+            draw.text((2, gap + i * (h + gap) + h // 2 - 5), str(label)[:11], fill=(0, 0, 0))
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+# Track colours: far from the body colours (base.BODY_COLOURS: orange-red, green, blue) and from
+# the grey background.
+TRACK_COLOURS = ((255, 255, 0), (0, 255, 255), (255, 0, 255))
+
+
+def tracks_png(rows, tracks, path, *, scale: int = 4, gap: int = 1, labels=None) -> pathlib.Path:
+    """A grid like `grid_png`, with a track per body drawn over every frame.
+
+    Over frame t of row r, body b's track is a line through its positions at frames 0..t and a
+    cross at frame t (colour TRACK_COLOURS[b]); positions that are NaN (a body not found) are
+    left out.
+
+    Args:
+      rows: frames [R, T, H, W, 3], uint8 or float in [0, 1].
+      tracks: float pixel coordinates [R, T, B, 2] (col, row) in the frames' own pixels, with
+        pixel [i, j] centred at (j + 0.5, i + 0.5) (`hgn_tf.physics.project`).
+      path: output .png.
+      labels: optional row labels.
+    """
+    from PIL import Image, ImageDraw
+
+    frames = _upscale(to_uint8(rows), scale)
+    tracks = np.asarray(tracks, np.float64)
+    r, t, h, w, _ = frames.shape
+    left = 70 if labels else 0
+    canvas = np.full((r * (h + gap) + gap, left + t * (w + gap) + gap, 3), 255, np.uint8)
+    origins = {}
+    for i in range(r):
+        for j in range(t):
+            y, x = gap + i * (h + gap), left + gap + j * (w + gap)
+            canvas[y:y + h, x:x + w] = frames[i, j]
+            origins[i, j] = (x, y)
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    arm = max(2, scale)
+    for (i, j), (x0, y0) in origins.items():
+        for b in range(tracks.shape[2]):
+            colour = TRACK_COLOURS[b % len(TRACK_COLOURS)]
+            points = tracks[i, : j + 1, b] * scale + (x0, y0)
+            points = [tuple(pt) for pt in points if np.all(np.isfinite(pt))]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=1)
+            if np.all(np.isfinite(tracks[i, j, b])):
+                cx, cy = tracks[i, j, b] * scale + (x0, y0)
+                draw.line([(cx - arm, cy), (cx + arm, cy)], fill=colour, width=1)
+                draw.line([(cx, cy - arm), (cx, cy + arm)], fill=colour, width=1)
+    if labels:
         for i, label in enumerate(labels):
             draw.text((2, gap + i * (h + gap) + h // 2 - 5), str(label)[:11], fill=(0, 0, 0))
     path = pathlib.Path(path)
@@ -148,11 +203,13 @@ def _axes(path, *, xlabel: str, ylabel: str, title: str, logx: bool = False, log
 
 
 def line_plot(path, series: dict, *, xlabel: str, ylabel: str, title: str = "",
-              logy: bool = False, vline: float | None = None) -> pathlib.Path:
-    """`series`: {label: (xs, ys)}; `vline`: an x at which to draw a dashed vertical line."""
+              logy: bool = False, vline: float | None = None,
+              styles: dict | None = None) -> pathlib.Path:
+    """`series`: {label: (xs, ys)}; `vline`: an x at which to draw a dashed vertical line;
+    `styles`: {label: matplotlib keyword arguments} for some series (default: a line with dots)."""
     with _axes(path, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy) as ax:
         for label, (xs, ys) in series.items():
-            ax.plot(xs, ys, label=label, marker=".")
+            ax.plot(xs, ys, label=label, **(styles or {}).get(label, {"marker": "."}))
         if vline is not None:
             ax.axvline(vline, color="grey", linestyle="--", linewidth=1)
         ax.legend()

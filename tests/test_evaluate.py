@@ -8,7 +8,7 @@ import pytest
 
 from hgn_tf import cli
 from hgn_tf.errors import ConfigError
-from hgn_tf.evaluate import evaluate
+from hgn_tf.evaluate import evaluate, format_table
 from hgn_tf.train import train
 
 
@@ -36,6 +36,16 @@ def test_evaluate_scores_the_frames_read_and_the_frames_after(tiny_run):
         assert 0 <= s["vpt_median"] <= 10 and "hamiltonian_variance" in s
     on_disk = json.loads((tiny_run / "eval" / "metrics.json").read_text())
     assert on_disk["test"]["after"] == m["test"]["after"]
+    # Physics read back from the frames: the clean states rendered are read where they are, the
+    # stored (noisy) frames ~1 pixel off them (pendulum noise std 0.1); the model's are scored.
+    for split in ("train", "test"):
+        physics = on_disk[split]["physics"]
+        assert physics["clean"]["found_fraction"] == 1
+        assert physics["clean"]["position_error_px"] < 0.01
+        assert 0.3 < physics["truth"]["position_error_px"] < 2
+        assert 0 <= physics["model"]["found_fraction"] <= 1
+    assert 0 <= on_disk["samples"]["physics"]["found_fraction"] <= 1
+    assert "E_rel_var" in format_table(m) and "samples" in format_table(m)
     video = cv2.VideoCapture(str(tiny_run / "eval" / "rollout_vs_truth.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     assert (tiny_run / "eval" / "rollout_vs_truth.gif").exists()

@@ -11,7 +11,7 @@ PACKAGES = {"hgn_tf": "hgn_tf", "datasets": "hgn_tf.datasets", "tuning": "hgn_tf
 LAYERS = [
     ("hgn_tf.errors", "hgn_tf.export.limits", "hgn_tf.tuning.space"),
     ("hgn_tf.physics",),
-    ("hgn_tf.integrators", "hgn_tf.geco", "hgn_tf.metrics", "hgn_tf.plots"),
+    ("hgn_tf.integrators", "hgn_tf.geco", "hgn_tf.metrics", "hgn_tf.plausibility", "hgn_tf.plots"),
     ("hgn_tf.config",),
     ("hgn_tf.networks", "hgn_tf.data", "hgn_tf.datasets"),
     ("hgn_tf.model",),

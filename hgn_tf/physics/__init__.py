@@ -7,7 +7,8 @@
 Systems (one module each; the Hamiltonian and the equations of motion are in each docstring):
 mass_spring, pendulum, two_body, three_body (nbody.py), double_pendulum, damped_oscillator.
 base.py holds the shared interface, ode.py the per-trajectory DOP853 integrator, render.py the
-disc renderer and generate.py the seeded dataset generator.
+disc renderer, generate.py the seeded dataset generator and readback.py the renderer inverted
+(positions, momenta and the true energy read back from frames).
 
 Picture geometry (fields world_extent and body_radius). Every disc is ~3 pixels in radius at 32x32
 (body_radius / world_extent ~ 0.19). The extents were chosen from 50,000 simulated noisy 30-frame

@@ -12,6 +12,12 @@ Conventions (all arrays float64):
     dq/dt = dH/dp,   dp/dt = -dH/dq               `dynamics`, both gradients written analytically
                                                   (tests compare them with finite differences of H)
     positions(q) -> [..., n_bodies, 2]           world coordinates (x right, y up) of each disc
+    coordinates(positions) -> q [..., dim]       its inverse (`physics.readback` reads positions
+                                                  off frames; angles come back in (-pi, pi])
+    momenta(q, qdot, t) -> p [..., dim]          the inverse of dq/dt = dH/dp
+    conserved_energy(q, p, t) -> [...]           H, or the invariant of a time-dependent H
+    constraint_residual(positions)               [..., C] violations of rigid constraints (rods),
+                                                  or None for a system without any
 
 `simulate` integrates Hamilton's equations for a batch with `ode.integrate` (the DOP853 tableau,
 one adaptive step size per trajectory, rtol = atol = 1e-11): accurate to ~1e-10, and each
@@ -86,6 +92,8 @@ class PhysicalSystem(abc.ABC):
     dim: ClassVar[int]
     colours: ClassVar[tuple[Colour, ...]]
     constant_names: ClassVar[tuple[str, ...]]
+    # Every coordinate of q is an angle (period 2 pi): read-back unwraps them along time.
+    angles: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         for field in (*self.constant_names, "noise_std", "world_extent", "body_radius"):
@@ -160,6 +168,43 @@ class PhysicalSystem(abc.ABC):
     @abc.abstractmethod
     def positions(self, q) -> np.ndarray:
         """World coordinates [..., n_bodies, 2] of each body's disc centre."""
+
+    @abc.abstractmethod
+    def coordinates(self, positions) -> np.ndarray:
+        """The inverse of `positions`: q [..., dim] from disc centres [..., n_bodies, 2].
+
+        Angles are returned in (-pi, pi]; unwrap them along time for a trajectory. Where the
+        positions violate a constraint (a rod of the wrong length) the nearest q is returned.
+        """
+
+    def momenta(self, q, qdot, t=0.0) -> np.ndarray:
+        """p [..., dim] such that dH/dp (q, p, t) = qdot: the inverse of dq/dt in `dynamics`.
+
+        Every system here has a kinetic energy quadratic in p with no linear term, so
+        dq/dt = A(q, t) p with A symmetric positive definite. A is read off `dynamics` itself
+        (column i is dq/dt at p = e_i), so no formula is typed in twice, and p = A^-1 qdot.
+        """
+        q = np.asarray(q, dtype=np.float64)
+        qdot = np.asarray(qdot, dtype=np.float64)
+        shape = np.broadcast_shapes(q.shape, qdot.shape)
+        q, qdot = np.broadcast_to(q, shape), np.broadcast_to(qdot, shape)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), shape[:-1])
+        eye = np.eye(self.dim)
+        columns = [self.dynamics(q, np.broadcast_to(eye[i], shape), t)[0] for i in range(self.dim)]
+        a = np.stack(columns, axis=-1)  # [..., dim, dim]: A[..., j, i] = d(dq_j/dt)/dp_i
+        return np.linalg.solve(a, qdot[..., None])[..., 0]
+
+    def conserved_energy(self, q, p, t=0.0) -> np.ndarray:
+        """The quantity the exact dynamics conserves, [...]: H itself for an autonomous H.
+
+        A system with a time-dependent H (the damped oscillator) overrides this with its invariant.
+        """
+        return self.hamiltonian(q, p, t)
+
+    def constraint_residual(self, positions) -> np.ndarray | None:
+        """[..., C]: how far the disc centres [..., n_bodies, 2] violate the system's rigid
+        constraints (world units; 0 on every true configuration), or None without constraints."""
+        return None
 
     def simulate(self, q0, p0, times) -> tuple[np.ndarray, np.ndarray]:
         """Integrates Hamilton's equations from (q0, p0) at times[0].

@@ -23,6 +23,17 @@ Underdamped analytic solution (gamma^2 / 4 < k / m, enforced at construction), t
 The mechanical energy E = m q'^2 / 2 + k q^2 / 2 = exp(-gamma t) H(q, p, t) decays
 (dE/dt = -m gamma q'^2 <= 0). The "energy" stored in datasets is H itself at the frame's time.
 
+The conserved, undamped-equivalent quantity. Q = exp(gamma t / 2) q obeys Q'' + wd^2 Q = 0, an
+undamped oscillator, whose energy m Q'^2 / 2 + m wd^2 Q^2 / 2 is constant. In the canonical
+variables (p = m exp(gamma t) q') it reads
+
+    I(q, p, t) = exp(gamma t) (m q'^2 / 2 + k q^2 / 2 + m gamma q q' / 2)
+               = H(q, p, t) + gamma q p / 2
+
+(with E' = m q'^2 / 2 + k q^2 / 2 + m gamma q q' / 2, m q'' = -m gamma q' - k q gives
+dE'/dt = -gamma E', so d(exp(gamma t) E')/dt = 0). `conserved_energy` returns I: read back from
+frames, a damped trajectory is scored by it as the conservative ones are by H.
+
 Initial states at t = 0: r ~ U(0.75, 1.4), then (q, p) uniform on the circle of radius r. Noise: std
 0.1. The body is drawn at (q, 0).
 """
@@ -84,6 +95,12 @@ class DampedOscillator(PhysicalSystem):
         """E = m q'^2 / 2 + k q^2 / 2 = exp(-gamma t) H(q, p, t), [...]."""
         return np.exp(-self.gamma * np.asarray(t, dtype=np.float64)) * self.hamiltonian(q, p, t)
 
+    def conserved_energy(self, q, p, t=0.0) -> np.ndarray:
+        """I = H(q, p, t) + gamma q p / 2, constant along every trajectory (module docstring)."""
+        q = np.asarray(q, dtype=np.float64)
+        p = np.asarray(p, dtype=np.float64)
+        return self.hamiltonian(q, p, t) + self.gamma / 2 * (q * p)[..., 0]
+
     def analytic_solution(self, q0, p0, times) -> tuple[np.ndarray, np.ndarray]:
         """Exact (q, p), each [N, T, 1], from (q0, p0) [N, 1] at times[0]."""
         q0 = np.asarray(q0, dtype=np.float64)[:, None, :]
@@ -107,3 +124,7 @@ class DampedOscillator(PhysicalSystem):
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
         return np.stack([q, np.zeros_like(q)], axis=-1)
+
+    def coordinates(self, positions) -> np.ndarray:
+        """q = x of the body (its y is 0 on every true configuration and is ignored)."""
+        return np.asarray(positions, dtype=np.float64)[..., 0, :1]

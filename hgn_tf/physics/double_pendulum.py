@@ -65,6 +65,7 @@ class DoublePendulum(PhysicalSystem):
     dim: ClassVar[int] = 2
     colours: ClassVar[tuple] = BODY_COLOURS[:2]
     constant_names: ClassVar[tuple[str, ...]] = ("m", "l", "g")
+    angles: ClassVar[bool] = True
 
     def _validate(self) -> None:
         if self.kinetic not in KINETIC_FORMS:
@@ -109,3 +110,19 @@ class DoublePendulum(PhysicalSystem):
         bob1 = np.stack([l * np.sin(q[..., 0]), -l * np.cos(q[..., 0])], axis=-1)
         bob2 = bob1 + np.stack([l * np.sin(q[..., 1]), -l * np.cos(q[..., 1])], axis=-1)
         return np.stack([bob1, bob2], axis=-2)
+
+    @staticmethod
+    def _rods(positions) -> tuple[np.ndarray, np.ndarray]:
+        """The two rod vectors, pivot -> bob 1 and bob 1 -> bob 2, each [..., 2]."""
+        positions = np.asarray(positions, dtype=np.float64)
+        return positions[..., 0, :], positions[..., 1, :] - positions[..., 0, :]
+
+    def coordinates(self, positions) -> np.ndarray:
+        """(q1, q2): the angle of each rod from the downward vertical, atan2(dx, -dy)."""
+        rods = self._rods(positions)
+        return np.stack([np.arctan2(r[..., 0], -r[..., 1]) for r in rods], axis=-1)
+
+    def constraint_residual(self, positions) -> np.ndarray:
+        """[..., 2]: each rod's length minus l (pivot -> bob 1, bob 1 -> bob 2)."""
+        rods = self._rods(positions)
+        return np.stack([np.hypot(r[..., 0], r[..., 1]) - self.l for r in rods], axis=-1)

@@ -71,3 +71,7 @@ class MassSpring(PhysicalSystem):
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
         return np.stack([q, np.zeros_like(q)], axis=-1)
+
+    def coordinates(self, positions) -> np.ndarray:
+        """q = x of the body (its y is 0 on every true configuration and is ignored)."""
+        return np.asarray(positions, dtype=np.float64)[..., 0, :1]

@@ -103,6 +103,11 @@ class _NBody(PhysicalSystem):
     def positions(self, q) -> np.ndarray:
         return self._bodies(q)
 
+    def coordinates(self, positions) -> np.ndarray:
+        """q = [x_1, y_1, x_2, y_2, ...]: the disc centres themselves."""
+        positions = np.asarray(positions, dtype=np.float64)
+        return positions.reshape(positions.shape[:-2] + (self.dim,))
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TwoBody(_NBody):

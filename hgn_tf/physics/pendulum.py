@@ -40,6 +40,7 @@ class Pendulum(PhysicalSystem):
     dim: ClassVar[int] = 1
     colours: ClassVar[tuple] = BODY_COLOURS[:1]
     constant_names: ClassVar[tuple[str, ...]] = ("m", "g", "l")
+    angles: ClassVar[bool] = True
 
     def hamiltonian(self, q, p, t=0.0) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
@@ -59,3 +60,13 @@ class Pendulum(PhysicalSystem):
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
         return np.stack([self.l * np.sin(q), -self.l * np.cos(q)], axis=-1)
+
+    def coordinates(self, positions) -> np.ndarray:
+        """q = atan2(x, -y) of the bob at (x, y) = positions[..., 0, :], in (-pi, pi]."""
+        bob = np.asarray(positions, dtype=np.float64)[..., 0, :]
+        return np.arctan2(bob[..., 0], -bob[..., 1])[..., None]
+
+    def constraint_residual(self, positions) -> np.ndarray:
+        """[..., 1]: the rod-length residual |bob - pivot| - l (the pivot is the origin)."""
+        bob = np.asarray(positions, dtype=np.float64)[..., 0, :]
+        return (np.hypot(bob[..., 0], bob[..., 1]) - self.l)[..., None]
