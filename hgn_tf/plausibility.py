@@ -196,7 +196,11 @@ def write_pictures(frames, system: PhysicalSystem, dt: float, out_dir, stem: str
     frame_index = np.arange(frames.shape[1])
     series, styles = {}, {}
     for i, energy in enumerate(state.energy):
-        reference = np.nanmean(energy) if true_energy is None else np.mean(true_energy[i])
+        if true_energy is not None:
+            reference = np.mean(true_energy[i])
+        else:  # read back: NaN where the body was not found (a blank rollout: everywhere)
+            finite = energy[np.isfinite(energy)]
+            reference = finite.mean() if finite.size else 1.0
         series[f"{i} read back"] = (frame_index, energy / reference)
         styles[f"{i} read back"] = {"color": f"C{i}", "marker": "."}
         if true_energy is not None:

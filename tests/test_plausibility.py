@@ -142,8 +142,9 @@ def test_hgn_data_physics_scores_and_draws_a_dataset(tiny_data_dir, tmp_path, ca
     assert "`--n` must be a positive integer" in capsys.readouterr().err
 
 
-def test_blank_rollouts_score_without_warnings(two_body):
-    # A model that draws nothing: no body found, no energy, no position; scored, not crashed.
+def test_blank_rollouts_score_and_draw_without_warnings(two_body, tmp_path):
+    # A model that draws nothing: no body found, no energy, no position; scored and drawn, not
+    # crashed (`make demo`'s first evaluation of a barely trained model is such a rollout).
     import warnings
 
     system, data = two_body
@@ -151,5 +152,7 @@ def test_blank_rollouts_score_without_warnings(two_body):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         report = plausibility.physics_report(blank, system, 0.125, true_q=data["q"])
+        paths = plausibility.write_pictures(blank[:2], system, 0.125, tmp_path, "blank")
+    assert all(path.stat().st_size > 0 for path in paths)
     assert report["found_fraction"] == 0 and report["plausible_fraction"] == 0
     assert report["energy_sequences"] == 0 and report["position_error_px"] is None
