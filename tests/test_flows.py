@@ -292,3 +292,11 @@ def test_flows_command_writes_the_pictures_the_table_and_loadable_models(tmp_pat
     loaded = compare.load_flow(folder / "realnvp-2")
     assert np.isfinite(loaded.log_prob(x).numpy()).all()
     assert "table.md" in capsys.readouterr().out
+
+
+def test_kde_grid_is_a_normalised_gaussian_of_bandwidth_0_3():
+    g = np.linspace(-3, 3, 121)
+    kde = compare.gaussian_kde_grid(np.array([[0.5, -1.0]]), (-3, 3), n=121)
+    expected = np.exp(-0.5 * ((g[None, :] - 0.5) ** 2 + (g[:, None] + 1.0) ** 2) / 0.09)
+    np.testing.assert_allclose(kde, expected / (2 * np.pi * 0.09), rtol=1e-10)
+    assert abs(kde.sum() * (g[1] - g[0]) ** 2 - 1.0) < 1e-3
