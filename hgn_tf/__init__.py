@@ -7,6 +7,7 @@ client) do not pay for TensorFlow at import time:
     hgn_tf.datasets      the `hamiltonian_systems` TFDS builder (import registers it)
     hgn_tf.integrators   Euler, leapfrog, RK4, Yoshida over a learned Hamiltonian
     hgn_tf.model         the HGN keras.Model with its GECO train_step
+    hgn_tf.flows         Neural Hamiltonian Flows, RealNVP and 2-D target densities
     hgn_tf.export        SavedModel export and the TF-Serving-style REST endpoint
     hgn_tf.tuning        keras-tuner search over GECO's parameters
 """

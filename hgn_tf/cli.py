@@ -7,6 +7,7 @@ hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R
 hgn evaluate --run-dir R [--horizon 30]               metrics.json + pictures in R/eval
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
+hgn flows --density mog --model both --out DIR         NHF beside RealNVP on a 2-D density
 hgn export / serve / rollout, hgn tune                 see hgn_tf.export, hgn_tf.tuning
 
 A user's mistake (`hgn_tf.errors.HGNError`) is printed as one line, exit status 2.
@@ -210,6 +211,76 @@ def cmd_demo(args):
     run_demo(args.out, steps=args.steps)
 
 
+# `hgn flows` flags and the `run_flows` argument each sets (an error names the flag).
+_FLOWS_FLAGS = {"density": "densities", "leapfrog_steps": "leapfrog_steps",
+                "coupling_layers": "coupling_layers", "base": "base", "dt": "dt",
+                "steps": "steps", "batch_size": "batch_size", "learning_rate": "learning_rate",
+                "train_samples": "train_samples", "test_samples": "test_samples",
+                "iw_samples": "iw_samples", "seed": "seed"}
+
+
+def cmd_flows(args):
+    from hgn_tf.errors import HGNError
+    from hgn_tf.flows.compare import run_flows
+
+    kwargs = {arg: getattr(args, dest) for dest, arg in _FLOWS_FLAGS.items()}
+    if args.model == "nhf":
+        kwargs["coupling_layers"] = ()
+    elif args.model == "realnvp":
+        kwargs["leapfrog_steps"] = ()
+    try:
+        run_flows(args.out, verbose=True, **kwargs)
+    except HGNError as e:  # name the flag the user typed, not only the argument
+        dest = {arg: dest for dest, arg in _FLOWS_FLAGS.items()}.get(e.field)
+        if dest is None:
+            raise
+        value = getattr(args, dest)
+        value = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        raise type(e)(f"--{dest.replace('_', '-')} {value}: {e}", e.field) from None
+    print(f"tables: {pathlib.Path(args.out) / 'table.md'}; pictures: "
+          f"{pathlib.Path(args.out)}/<density>/kde.png")
+
+
+def _add_flows_parser(sub):
+    from hgn_tf.flows.densities import DENSITY_NAMES
+    from hgn_tf.flows.nhf import BASES
+
+    p = sub.add_parser("flows", help="train Neural Hamiltonian Flows beside RealNVP on 2-D "
+                                     "densities (HGN Fig. 10): KDE pictures and an NLL/KL table")
+    p.add_argument("--density", nargs="+", choices=DENSITY_NAMES, default=["mog"],
+                   help="the target densities: mog (HGN Fig. 10), moons, ring (default mog)")
+    p.add_argument("--model", choices=("nhf", "realnvp", "both"), default="both",
+                   help="which models to train (default %(default)s)")
+    p.add_argument("--leapfrog-steps", nargs="+", type=int, default=[2],
+                   help="one NHF per value: its leapfrog steps, each with its own learned "
+                        "Hamiltonian (default 2)")
+    p.add_argument("--coupling-layers", nargs="+", type=int, default=[2],
+                   help="one RealNVP per value: its affine coupling layers (default 2)")
+    p.add_argument("--base", choices=BASES, default="normal",
+                   help="the NHF's base distribution on (q, p) (default %(default)s)")
+    p.add_argument("--dt", type=float, default=1.0,
+                   help="the NHF's leapfrog step size (default %(default)s)")
+    p.add_argument("--steps", type=int, default=3000,
+                   help="Adam steps per model (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples per step (default %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=3e-4,
+                   help="Adam's step size (default %(default)s, HGN A.2)")
+    p.add_argument("--train-samples", type=int, default=50_000,
+                   help="samples of the target to train on (default %(default)s)")
+    p.add_argument("--test-samples", type=int, default=5_000,
+                   help="held-out samples scored in the table (default %(default)s)")
+    p.add_argument("--iw-samples", type=int, default=128,
+                   help="K, momenta per point of the NHF's importance-weighted NLL estimate "
+                        "(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the samples, weights and momenta (default %(default)s)")
+    p.add_argument("--out", default="runs/flows",
+                   help="output folder: <density>/kde.png, table.md, weights (default "
+                        "%(default)s)")
+    p.set_defaults(func=cmd_flows)
+
+
 def _add_data_args(p, positional_system=False):
     from hgn_tf.physics import SUPPORTED_RESOLUTIONS, SYSTEM_NAMES
 
@@ -349,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="override the training steps")
     p.set_defaults(func=cmd_demo)
+
+    _add_flows_parser(sub)
 
     import importlib
     import importlib.util

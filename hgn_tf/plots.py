@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 
 __all__ = ["to_uint8", "grid_png", "tracks_png", "sequences_gif", "sequences_mp4", "animations",
-           "line_plot", "scatter_plot"]
+           "line_plot", "scatter_plot", "density_panels"]
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -224,3 +224,38 @@ def scatter_plot(path, xs, ys, *, labels=None, colors=None, xlabel: str, ylabel:
         for i, label in enumerate(labels or []):
             ax.annotate(str(label), (xs[i], ys[i]), fontsize=7)
     return pathlib.Path(path)
+
+
+def density_panels(path, panels: dict, extent: tuple[float, float], *,
+                   title: str = "") -> pathlib.Path:
+    """One image per 2-D density on a square grid, side by side (matplotlib, Agg).
+
+    Args:
+      panels: {label: [N, N] array}, values of a density on the grid over extent x extent, row i
+        at y = the i-th grid value (lowest first: drawn with the origin at the bottom left).
+      extent: (lo, hi) of both axes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), dpi=100, squeeze=False)
+    lo, hi = extent
+    try:
+        for ax, (label, values) in zip(axes[0], panels.items()):
+            ax.imshow(np.asarray(values), origin="lower", extent=(lo, hi, lo, hi),
+                      cmap="viridis", interpolation="nearest")
+            ax.set_title(str(label), fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
