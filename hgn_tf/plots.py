@@ -37,7 +37,7 @@ def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None,
       labels: optional row labels (drawn at the left with Pillow's default font).
       mark_after: draw a red bar after this frame index (e.g. the last frame the encoder read).
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
     if isinstance(rows, (list, tuple)):
         rows = np.concatenate([to_uint8(r) for r in rows])
@@ -58,7 +58,13 @@ def grid_png(rows, path, *, scale: int = 2, gap: int = 1, labels=None,
     if mark_after is not None:
         x = left + gap + (mark_after + 1) * (w + gap) - gap
         canvas[:, x : x + gap + 2] = (220, 0, 0)
-    img = Image.fromarray(canvas)
+    return _label_and_save(Image.fromarray(canvas), labels, h, gap, path)
+
+
+def _label_and_save(img, labels, h: int, gap: int, path) -> pathlib.Path:
+    """Writes each row's label at the left of a grid of rows `h` pixels high, saves `img`."""
+    from PIL import ImageDraw
+
     if labels:
         draw = ImageDraw.Draw(img)
         for i, label in enumerate(labels):
@@ -115,13 +121,7 @@ def tracks_png(rows, tracks, path, *, scale: int = 4, gap: int = 1, labels=None)
                 cx, cy = tracks[i, j, b] * scale + (x0, y0)
                 draw.line([(cx - arm, cy), (cx + arm, cy)], fill=colour, width=1)
                 draw.line([(cx, cy - arm), (cx, cy + arm)], fill=colour, width=1)
-    if labels:
-        for i, label in enumerate(labels):
-            draw.text((2, gap + i * (h + gap) + h // 2 - 5), str(label)[:11], fill=(0, 0, 0))
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return _label_and_save(img, labels, h, gap, path)
 
 
 def sequences_gif(sequences, path, *, scale: int = 3, fps: int = 8, gap: int = 2) -> pathlib.Path:
