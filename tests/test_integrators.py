@@ -479,3 +479,79 @@ def test_float32_matches_float64_on_image_shaped_state(name):
     # Samples are independent: stepping one sample alone gives the same result.
     q_single, _ = integ.step(image_pendulum, q64[:1], p64[:1], 0.125)
     np.testing.assert_allclose(q_single, q1_64[:1], rtol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# The separable fast path: the same numbers from fewer gradients.
+
+
+def _separable_net(seed):
+    """A learned-looking separable H as a `SeparableHamiltonian` of two small Keras MLPs."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+    def mlp():
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(16, "softplus"),
+                                 keras.layers.Dense(1, use_bias=False)])
+
+    kinetic, potential = mlp(), mlp()
+    separable = integrators.SeparableHamiltonian(lambda p: tf.squeeze(kinetic(p), -1),
+                                                 lambda q: tf.squeeze(potential(q), -1))
+    variables = kinetic.trainable_variables + potential.trainable_variables
+    return separable, variables
+
+
+@pytest.mark.parametrize("name", SYMPLECTIC)
+def test_separable_fast_path_equals_general_path_values_and_gradients(name):
+    separable, variables = _separable_net(seed=20)
+    general = lambda q, p: separable(q, p)  # noqa: E731  (no `separable` attribute: general path)
+    q0, p0 = rng_state(4, 3, seed=21, dtype=np.float32)
+
+    @tf.function
+    def run(h):
+        with tf.GradientTape() as tape:
+            tape.watch([q0, p0])
+            qs, ps = integrators.integrate(integrators.get(name), h, q0, p0, 0.1, 12)
+            loss = tf.reduce_sum(qs**2) + tf.reduce_sum(tf.sin(ps))
+        return qs, ps, tape.gradient(loss, [q0, p0, *variables])
+
+    fast, slow = run(separable), run(general)
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-6, atol=1e-7)
+    for g_fast, g_slow in zip(fast[2], slow[2]):
+        np.testing.assert_allclose(g_fast, g_slow, rtol=2e-5, atol=1e-6)
+    # One python-level step takes the same path.
+    q1, p1 = integrators.get(name).step(separable, q0, p0, 0.1)
+    np.testing.assert_allclose(q1, fast[0][1], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(p1, fast[1][1], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,v_calls,k_calls", [("leapfrog", 2, 1), ("yoshida", 4, 3)])
+def test_separable_step_differentiates_each_term_only_where_needed(name, v_calls, k_calls):
+    calls = {"K": 0, "V": 0}
+
+    def kinetic(p):
+        calls["K"] += 1
+        return tf.reduce_sum(p**2 / 2, axis=-1)
+
+    def potential(q):
+        calls["V"] += 1
+        return tf.reduce_sum(1 - tf.cos(q), axis=-1)
+
+    q, p = rng_state(2, 1, seed=22)
+    q1, p1 = integrators.get(name).step(integrators.SeparableHamiltonian(kinetic, potential),
+                                         q, p, 0.1)
+    assert calls == {"K": k_calls, "V": v_calls}
+    q2, p2 = integrators.get(name).step(pendulum, q, p, 0.1)  # the general path, 3 per sub-step
+    np.testing.assert_allclose(q1, q2, rtol=1e-14)
+    np.testing.assert_allclose(p1, p2, rtol=1e-14)
+
+
+def test_hamiltonian_net_is_taken_as_separable_only_when_it_is():
+    from hgn_tf.integrators import _separable_terms
+    from hgn_tf.networks import HamiltonianNet
+
+    assert _separable_terms(HamiltonianNet(4, 1, separable=True)) is not None
+    assert _separable_terms(HamiltonianNet(4, 1, separable=False)) is None
+    assert _separable_terms(pendulum) is None
