@@ -1,16 +1,19 @@
-"""Rollout speed: the exported SavedModel against the Keras model called eagerly.
+"""Rollout speed of the exported SavedModel, beside the compiled Keras model and the floor.
 
-    python bench/bench_serving.py [--preset paper|small] [--steps 30] [--batch 256]
+    python bench/bench_serving.py [--preset paper|small] [--steps 30] [--batch 64]
 
 Measures, for one model with UNTRAINED weights (the speed does not depend on them):
   * latency: one rollout of batch 1 and `--steps` frames; the median of `--repeats` calls after
     `--warmup` calls;
   * throughput: sequences per second of rollouts of batch `--batch` (median of
     `--throughput-repeats` calls after one warm-up call);
-for the SavedModel's `rollout` signature (one graph, the step loop a tf.while_loop) and for
-`model.rollout` called eagerly (no tf.function: every op and every integrator step dispatched
-from Python), and the ratios. Both give the same frames (checked). The model call alone is
-timed: no HTTP or JSON (the server adds those on top of the SavedModel's figures).
+for the SavedModel's `rollout` signature (what `hgn serve` runs) and for the same model's
+`rollout` compiled with `tf.function` (what a user who does not export would run; both one graph
+with the step loop a `tf.while_loop`). Both give the same frames (checked).
+  * the floor: the rollout's FLOPs (TensorFlow's graph profiler; see bench/floor.py) over this
+    machine's measured convolution rate, and the fraction of it each figure reaches;
+  * the HTTP overhead of `hgn serve` for a batch-1 rollout: the median time of a JSON request
+    to a local server (werkzeug, 127.0.0.1) minus the SavedModel call alone.
 """
 
 from __future__ import annotations
@@ -18,37 +21,31 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
+import sys
 import tempfile
-import time
 
-
-def _timed(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=("paper", "small"), default="paper")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=256, help="sequences per batched call")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=64, help="sequences per batched call")
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--throughput-repeats", type=int, default=3)
+    parser.add_argument("--peak", type=float, default=None, help="GFLOP/s (default: measured)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     import numpy as np
     import tensorflow as tf
+    from floor import conv_peak_gflops, median_time, rollout_gflops
+    from hgn_tf.export.client import predict
     from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS
     from hgn_tf.export.saved_model import export_saved_model
+    from hgn_tf.export.server import start_server
 
     from hgn_tf import config
     from hgn_tf.train import build_model
@@ -59,38 +56,59 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, k, r, r, 3), dtype=np.uint8)
     many = rng.integers(0, 256, (args.batch, k, r, r, 3), dtype=np.uint8)
+    n_steps, dt_t = tf.constant(args.steps, tf.int32), tf.constant(dt, tf.float32)
+
+    compiled = tf.function(lambda f, n, d: model.rollout(f, n, dt=d)["frames"],
+                           reduce_retracing=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
         path = export_saved_model(model, tmp, max_steps=max(DEFAULT_MAX_STEPS, args.steps),
                                   max_batch=max(DEFAULT_MAX_BATCH, args.batch))
-        export_s = time.perf_counter() - start
         rollout = tf.saved_model.load(str(path)).signatures["rollout"]
+        runs = {
+            "SavedModel": lambda x: rollout(frames=tf.constant(x), n_steps=n_steps,
+                                            dt=dt_t)["frames"],
+            "tf.function": lambda x: compiled(tf.constant(x), n_steps, dt_t),
+        }
+        diff = float(np.abs(runs["SavedModel"](one).numpy()
+                            - runs["tf.function"](one).numpy()).max())
+        latency = {name: median_time(lambda f=f: f(one), args.repeats, args.warmup)
+                   for name, f in runs.items()}
+        throughput = {name: args.batch / median_time(lambda f=f: f(many),
+                                                      args.throughput_repeats, 1)
+                      for name, f in runs.items()}
 
-        def saved(frames):
-            return rollout(frames=tf.constant(frames), n_steps=tf.constant(args.steps, tf.int32),
-                           dt=tf.constant(dt, tf.float32))["frames"].numpy()
+        server, thread, url = start_server(tmp, max_steps=max(DEFAULT_MAX_STEPS, args.steps))
+        try:
+            inputs = {"frames": one, "n_steps": args.steps, "dt": dt}
+            http = median_time(lambda: predict(url, "rollout", inputs)["frames"],
+                               args.repeats, args.warmup)
+        finally:
+            server.shutdown()
+            thread.join()
+            server.server_close()
 
-        def eager(frames):
-            return model.rollout(frames, args.steps, dt=dt)["frames"].numpy()
-
-        diff = float(np.abs(saved(one) - eager(one)).max())
-        latency = {name: _timed(lambda f=f: f(one), args.repeats, args.warmup)
-                   for name, f in (("saved", saved), ("eager", eager))}
-        throughput = {name: args.batch / _timed(lambda f=f: f(many), args.throughput_repeats, 1)
-                      for name, f in (("saved", saved), ("eager", eager))}
+    peak = args.peak or conv_peak_gflops()
+    flops_1 = rollout_gflops(model, 1, args.steps)
+    flops_b = rollout_gflops(model, args.batch, args.steps)
+    floor_latency = flops_1 / peak
+    floor_throughput = args.batch / (flops_b / peak)
 
     devices = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
     where = ", ".join(devices) or f"CPU only ({os.cpu_count()} cores, {platform.machine()})"
     print(f"HGN rollout, preset {args.preset!r} (untrained weights), {args.steps} steps, "
           f"{r}x{r}, {k} conditioning frames; TensorFlow {tf.__version__}, {where}")
-    print(f"export: {export_s:.1f} s; SavedModel vs eager frames max |diff| = {diff:.1e}")
-    print(f"{'':34s}{'SavedModel':>12s}{'Keras eager':>14s}{'ratio':>9s}")
-    print(f"{'latency, batch 1 (ms, median)':34s}{1e3 * latency['saved']:12.1f}"
-          f"{1e3 * latency['eager']:14.1f}{latency['eager'] / latency['saved']:8.1f}x")
-    print(f"{f'throughput, batch {args.batch} (seq/s)':34s}{throughput['saved']:12.1f}"
-          f"{throughput['eager']:14.1f}{throughput['saved'] / throughput['eager']:8.1f}x")
-    print("(ratio: how many times faster the SavedModel is)")
+    print(f"SavedModel vs tf.function frames max |diff| = {diff:.1e}; "
+          f"conv peak {peak:.0f} GFLOP/s; {flops_1:.2f} GFLOP per batch-1 rollout")
+    print(f"{'':34s}{'SavedModel':>12s}{'tf.function':>13s}{'floor':>9s}{'reached':>9s}")
+    print(f"{'latency, batch 1 (ms, median)':34s}{1e3 * latency['SavedModel']:12.1f}"
+          f"{1e3 * latency['tf.function']:13.1f}{1e3 * floor_latency:9.1f}"
+          f"{floor_latency / latency['SavedModel']:9.0%}")
+    print(f"{f'throughput, batch {args.batch} (seq/s)':34s}{throughput['SavedModel']:12.1f}"
+          f"{throughput['tf.function']:13.1f}{floor_throughput:9.1f}"
+          f"{throughput['SavedModel'] / floor_throughput:9.0%}")
+    print(f"hgn serve, batch-1 rollout over HTTP (JSON, 127.0.0.1): {1e3 * http:.1f} ms, of which "
+          f"{1e3 * (http - latency['SavedModel']):.1f} ms is HTTP + JSON")
 
 
 if __name__ == "__main__":

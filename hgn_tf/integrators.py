@@ -134,7 +134,7 @@ class SeparableHamiltonian:
 
 
 def _separable_terms(hamiltonian):
-    """(K, V) when `hamiltonian` declares itself separable (see `SeparableHamiltonian`), else None."""
+    """(K, V) if `hamiltonian` declares itself separable (see `SeparableHamiltonian`), else None."""
     if getattr(hamiltonian, "separable", False) is True:
         kinetic = getattr(hamiltonian, "kinetic", None)
         potential = getattr(hamiltonian, "potential", None)
