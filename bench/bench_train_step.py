@@ -5,6 +5,17 @@
 Paper settings (HGN A.1/A.5): batch 16, 32x32, 30 frames, leapfrog. The step is the model's own
 `train_step` compiled by Keras (`model.make_train_function`), on random frames (the time does not
 depend on the pixel values). Reports the device TensorFlow placed the step on.
+
+Proving that a speed change does not change the result (`bench/before_after.sh` does both):
+
+    python bench/bench_train_step.py --save-result ref.npz     # on the code before the change
+    python bench/bench_train_step.py --check-result ref.npz    # on the code after it
+
+`--save-result` stores the weights, the objective's terms and every gradient of one training
+objective on a fixed batch (posterior sample included, from a fixed seed); `--check-result` loads
+those weights, computes the same and prints the largest differences; it exits with status 1 when
+a value or gradient differs by more than float32 tolerance (rtol 1e-4 of the largest entry of each
+gradient).
 """
 
 import argparse
@@ -29,6 +40,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    ap.add_argument("--save-result", default=None, help="write weights, loss and gradients here")
+    ap.add_argument("--check-result", default=None, help="compare with a --save-result file")
     args = ap.parse_args()
     cfg = C.preset(args.preset)
     if args.integrator:
@@ -39,6 +52,8 @@ def main():
         cfg = cfg.replace(data=dict(n_frames=args.frames))
     b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
+    if args.save_result or args.check_result:
+        raise SystemExit(_result(model, cfg, args.save_result, args.check_result))
     if args.jit:
         model.compile(optimizer=model.optimizer, jit_compile=True)
     x = tf.random.stateless_uniform([b, t, r, r, 3], seed=[0, 0])
@@ -65,6 +80,56 @@ def main():
     print(f"step time: median {statistics.median(times):.3f} s, min {min(times):.3f} s, "
           f"max {max(times):.3f} s over {len(times)} steps")
     print(f"paper's 15,000 steps at this rate: {statistics.median(times) * 15000 / 3600:.2f} h")
+
+
+def _objective_and_gradients(model, cfg):
+    """recon, kl, GECO loss and d loss / d weights on a fixed batch, posterior sampled."""
+    import numpy as np
+
+    b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
+    frames = tf.random.stateless_uniform([b, t, r, r, 3], seed=[7, 7])
+    model.seed_generator.state.assign(tf.constant([1234, 0], model.seed_generator.state.dtype))
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            recon, kl = model.objective_terms(frames, training=True)
+            loss = model._objective(recon, kl).loss
+        return recon, kl, loss, tape.gradient(loss, model.trainable_variables)
+
+    recon, kl, loss, grads = run()
+    values = {"recon": recon, "kl": kl, "loss": loss}
+    values.update({f"grad/{v.path}": g for v, g in zip(model.trainable_variables, grads)})
+    return {k: np.asarray(v) for k, v in values.items()}
+
+
+def _result(model, cfg, save, check):
+    import numpy as np
+
+    if save:
+        result = _objective_and_gradients(model, cfg)
+        weights = {f"weight/{i}": w for i, w in enumerate(model.get_weights())}
+        np.savez(save, **result, **weights)
+        print(f"saved loss {result['loss']:.6g} and {len(result) - 3} gradients to {save}")
+        return 0
+    ref = np.load(check)
+    model.set_weights([ref[f"weight/{i}"] for i in range(len(model.get_weights()))])
+    result = _objective_and_gradients(model, cfg)
+    worst, failed = [], []
+    for key, value in result.items():
+        expected = ref[key]
+        scale = max(float(np.abs(expected).max()), 1e-30)
+        err = float(np.abs(value - expected).max()) / scale
+        worst.append((err, key))
+        if not np.all(np.isfinite(value)) or err > 1e-4:
+            failed.append(key)
+    worst.sort(reverse=True)
+    print(f"loss {result['loss']:.6g} (reference {float(ref['loss']):.6g}); recon, kl and "
+          f"{len(result) - 3} gradients compared; largest relative differences:")
+    for err, key in worst[:3]:
+        print(f"  {key}: {err:.2e}")
+    print("FAIL: " + ", ".join(failed) if failed else "same result to float32 tolerance")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

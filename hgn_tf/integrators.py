@@ -133,9 +133,15 @@ class SeparableHamiltonian:
         return self.kinetic(p) + self.potential(q)
 
 
-def _separable_terms(hamiltonian):
-    """(K, V) if `hamiltonian` declares itself separable (see `SeparableHamiltonian`), else None."""
+def _separable_terms(hamiltonian, q=None, p=None):
+    """(K, V) if `hamiltonian` declares itself separable (see `SeparableHamiltonian`), else None.
+
+    An unbuilt Keras layer (`built` False) is called once on (q, p) first, so that its weights are
+    created under its own name (a term called on its own first would name them without it).
+    """
     if getattr(hamiltonian, "separable", False) is True:
+        if getattr(hamiltonian, "built", True) is False and q is not None:
+            hamiltonian(q, p)
         kinetic = getattr(hamiltonian, "kinetic", None)
         potential = getattr(hamiltonian, "potential", None)
         if callable(kinetic) and callable(potential):
@@ -450,7 +456,7 @@ class SymplecticComposition(Integrator):
         )
 
     def _step(self, hamiltonian, q, p, dt):
-        terms = _separable_terms(hamiltonian)
+        terms = _separable_terms(hamiltonian, q, p)
         if terms is not None:
             q, p, _ = self._separable_step(*terms, q, p, dt, _term_gradient(terms[1], q))
             return q, p
@@ -472,7 +478,7 @@ class SymplecticComposition(Integrator):
         return q, p, force
 
     def _initial_carry(self, hamiltonian, q, p):
-        terms = _separable_terms(hamiltonian)
+        terms = _separable_terms(hamiltonian, q, p)
         return () if terms is None else (_term_gradient(terms[1], q),)
 
     def _step_with_carry(self, hamiltonian, q, p, dt, carry):

@@ -555,3 +555,16 @@ def test_hamiltonian_net_is_taken_as_separable_only_when_it_is():
     assert _separable_terms(HamiltonianNet(4, 1, separable=True)) is not None
     assert _separable_terms(HamiltonianNet(4, 1, separable=False)) is None
     assert _separable_terms(pendulum) is None
+
+
+def test_separable_fast_path_keeps_the_hamiltonian_net_weight_names():
+    """The fast path calls K and V on their own; an unbuilt net still names its weights under
+    its own name (checkpoints and the variable paths stay as before)."""
+    from hgn_tf.networks import HamiltonianNet
+
+    net = HamiltonianNet(4, 1, separable=True, name="hamiltonian")
+    q, p = (tf.zeros([2, 2, 2, 3]),) * 2
+    integrators.integrate(integrators.get("leapfrog"), net, q, p, 0.1, 2)
+    paths = sorted(v.path for v in net.trainable_variables)
+    assert paths and all(path.startswith("hamiltonian/kinetic/") or
+                         path.startswith("hamiltonian/potential/") for path in paths), paths
