@@ -134,6 +134,7 @@ _TRAIN_FLAGS = {
     "integrator": ("model", "integrator"),
     "input_mode": ("model", "input_mode"),
     "input_frames": ("model", "input_frames"),
+    "precision": ("model", "precision"),
     "steps": ("train", "steps"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
@@ -308,7 +309,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgn_tf.config import INPUT_MODES, INTEGRATORS, LR_SCHEDULES, PRESETS, STRATEGIES, VARIANTS
+    from hgn_tf.config import (
+        INPUT_MODES,
+        INTEGRATORS,
+        LR_SCHEDULES,
+        PRECISIONS,
+        PRESETS,
+        STRATEGIES,
+        VARIANTS,
+    )
     from hgn_tf.physics import SYSTEM_NAMES
 
     parser = _Parser(prog="hgn", description="Hamiltonian Generative Networks.")
@@ -367,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames the encoder reads in inference mode")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per training sequence (at most 30, the stored length)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="float32, or mixed_bfloat16: the encoder's and decoder's hidden convs in "
+                        "bfloat16 (CPUs with AMX/AVX512-BF16, GPUs from Ampere on); the "
+                        "Hamiltonian, the integrator and the objective stay float32")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps in all")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step")
     p.add_argument("--learning-rate", type=float, default=None, help="Adam's step size")

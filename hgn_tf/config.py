@@ -54,6 +54,7 @@ VARIANTS = {
 # The file that holds a run's resolved config in its folder.
 CONFIG_FILE = "config.json"
 INPUT_MODES = ("autoencode", "inference")
+PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -142,6 +143,12 @@ class ModelConfig:
     `input_mode`: "autoencode" -- the encoder sees every frame and all are reconstructed;
     "inference" -- the encoder sees the first `input_frames` frames, the rest are predicted.
 
+    `precision`: "float32", or "mixed_bfloat16": the encoder's and decoder's hidden convolutions
+    (almost all of a step's FLOPs) compute in bfloat16 with float32 weights (Keras dtype
+    policies); their output layers, f_psi, the Hamiltonian, the integrator and the objective stay
+    float32. bfloat16 has float32's exponent range, so no loss scaling is needed. It runs on CPUs
+    with AVX512-BF16/AMX and on GPUs from Ampere on; on others it is emulated and slower.
+
     The frame resolution is not a model field: it is a fact of the data (`DataConfig.resolution`),
     which the model is built for (`hgn_tf.train.build_model`, `HGN(resolution=...)`).
     """
@@ -163,6 +170,7 @@ class ModelConfig:
     latent: str = "spatial"
     input_mode: str = "autoencode"
     input_frames: int = 5
+    precision: str = "float32"
 
     def __post_init__(self):
         if isinstance(self.encoder_filters, list):
@@ -194,6 +202,7 @@ class ModelConfig:
             self.input_mode in INPUT_MODES, "input_mode", self.input_mode, f"one of {INPUT_MODES}"
         )
         _check(isinstance(self.dt, (int, float)) and self.dt > 0, "dt", self.dt, "a positive float")
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {PRECISIONS}")
 
     def upsampling_blocks(self, resolution: int) -> int:
         """Decoder blocks (and f_psi strided convs): log2(resolution / state_size).

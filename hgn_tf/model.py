@@ -107,16 +107,17 @@ class HGN(keras.Model):
         latent = c.latent_channels
         if c.use_f_psi:
             self.encoder = networks.Encoder(c.encoder_filters, posterior_params * c.z_channels,
-                                            name="encoder")
+                                            name="encoder", dtype=c.precision)
             self.transformer = networks.Transformer(c.transformer_filters, 2 * latent, blocks,
                                                     name="f_psi")
         else:
             self.encoder = networks.Encoder(c.encoder_filters, posterior_params * 2 * latent,
                                             downsample_blocks=blocks,
                                             downsample_filters=c.transformer_filters,
-                                            name="encoder")
+                                            name="encoder", dtype=c.precision)
             self.transformer = None
-        self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder")
+        self.decoder = networks.Decoder(c.decoder_filters, blocks, name="decoder",
+                                        dtype=c.precision)
 
     def _build_vector_networks(self, posterior_params, blocks):
         """Encoder, f_psi and decoder of `latent="vector"` (HGN++): q, p in R^d."""
@@ -124,11 +125,12 @@ class HGN(keras.Model):
         d = c.latent_channels
         posterior_dim = c.z_channels if c.use_f_psi else 2 * d
         self.encoder = networks.VectorEncoder(c.encoder_filters, posterior_params * posterior_dim,
-                                              blocks, c.transformer_filters, name="encoder")
+                                              blocks, c.transformer_filters, name="encoder",
+                                              dtype=c.precision)
         self.transformer = (networks.VectorTransformer(c.transformer_filters, 2, 2 * d,
                                                        name="f_psi") if c.use_f_psi else None)
         self.decoder = networks.VectorDecoder(c.decoder_filters, blocks, c.state_size,
-                                              name="decoder")
+                                              name="decoder", dtype=c.precision)
 
     # ------------------------------------------------------------------ pieces
     @property

@@ -36,9 +36,10 @@ __all__ = ["Encoder", "Transformer", "HamiltonianNet", "Decoder", "DirectDynamic
            "VectorEncoder", "VectorTransformer", "VectorDecoder"]
 
 
-def _conv(filters, activation=None, strides=1, kernel_size=3, name=None):
+def _conv(filters, activation=None, strides=1, kernel_size=3, name=None, dtype=None):
     return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", activation=activation, name=name
+        filters, kernel_size, strides=strides, padding="same", activation=activation, name=name,
+        dtype=dtype,
     )
 
 
@@ -47,16 +48,21 @@ class Encoder(keras.layers.Layer):
 
     With `downsample_blocks` > 0 the output is at resolution H / 2**blocks (the "no f_psi"
     variant, where the posterior is over the state itself).
+
+    `dtype` (a Keras dtype policy, e.g. "mixed_bfloat16") applies to the hidden convolutions; the
+    output convolution (the posterior's parameters) always computes in float32.
     """
 
     def __init__(self, filters, out_channels, downsample_blocks=0, downsample_filters=64, **kwargs):
         super().__init__(**kwargs)
-        self.convs = [_conv(f, "relu", name=f"conv{i}") for i, f in enumerate(filters)]
+        policy = self.dtype_policy
+        self.convs = [_conv(f, "relu", name=f"conv{i}", dtype=policy)
+                      for i, f in enumerate(filters)]
         self.down = [
-            _conv(downsample_filters, "relu", strides=2, name=f"down{i}")
+            _conv(downsample_filters, "relu", strides=2, name=f"down{i}", dtype=policy)
             for i in range(downsample_blocks)
         ]
-        self.out = _conv(out_channels, name="out")
+        self.out = _conv(out_channels, name="out", dtype="float32")
 
     def call(self, frames):
         shape = tf.shape(frames)
@@ -158,10 +164,11 @@ class DirectDynamics(keras.layers.Layer):
 class _ResidualUpBlock(keras.layers.Layer):
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
-        self.up = keras.layers.UpSampling2D(2, interpolation="nearest")
-        self.conv1 = _conv(filters, name="conv1")
-        self.conv2 = _conv(filters, name="conv2")
-        self.skip = _conv(filters, kernel_size=1, name="skip")
+        policy = self.dtype_policy
+        self.up = keras.layers.UpSampling2D(2, interpolation="nearest", dtype=policy)
+        self.conv1 = _conv(filters, name="conv1", dtype=policy)
+        self.conv2 = _conv(filters, name="conv2", dtype=policy)
+        self.skip = _conv(filters, kernel_size=1, name="skip", dtype=policy)
 
     def call(self, x):
         x = self.up(x)
@@ -171,12 +178,17 @@ class _ResidualUpBlock(keras.layers.Layer):
 
 
 class Decoder(keras.layers.Layer):
-    """q [B, S, S, L] -> image [B, S * 2**blocks, S * 2**blocks, 3] in [0, 1]."""
+    """q [B, S, S, L] -> image [B, S * 2**blocks, S * 2**blocks, 3] in [0, 1].
+
+    `dtype` (a Keras dtype policy, e.g. "mixed_bfloat16") applies to the residual blocks; the
+    output convolution and its sigmoid compute in float32.
+    """
 
     def __init__(self, filters, blocks, **kwargs):
         super().__init__(**kwargs)
-        self.blocks = [_ResidualUpBlock(filters, name=f"block{i}") for i in range(blocks)]
-        self.out = _conv(3, "sigmoid", name="out")
+        self.blocks = [_ResidualUpBlock(filters, name=f"block{i}", dtype=self.dtype_policy)
+                       for i in range(blocks)]
+        self.out = _conv(3, "sigmoid", name="out", dtype="float32")
 
     def call(self, q):
         x = q
@@ -202,7 +214,8 @@ class VectorEncoder(keras.layers.Layer):
     def __init__(self, filters, out_dim, downsample_blocks, downsample_filters, **kwargs):
         super().__init__(**kwargs)
         self.conv = Encoder(filters, downsample_filters, downsample_blocks=downsample_blocks,
-                            downsample_filters=downsample_filters, name="conv")
+                            downsample_filters=downsample_filters, name="conv",
+                            dtype=self.dtype_policy)
         self.flatten = keras.layers.Flatten()
         self.out = keras.layers.Dense(out_dim, name="out")
 
@@ -230,7 +243,7 @@ class VectorDecoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.state_size, self.filters = state_size, filters
         self.dense = keras.layers.Dense(state_size * state_size * filters, name="dense")
-        self.conv = Decoder(filters, blocks, name="conv")
+        self.conv = Decoder(filters, blocks, name="conv", dtype=self.dtype_policy)
 
     def call(self, q):
         x = self.dense(q)

@@ -159,3 +159,35 @@ def test_rollout_trace_does_not_grow_with_steps():
     assert fn_t(x, tf.constant(3)).shape[1] == 3
     assert fn_t(x, tf.constant(40)).shape[1] == 40
     assert fn_t.experimental_get_tracing_count() == 1
+
+
+def test_mixed_bfloat16_keeps_the_dynamics_in_float32_and_matches_float32():
+    """precision="mixed_bfloat16": the encoder's and decoder's hidden convs compute in bfloat16,
+    everything the physics needs in float32; with the same weights the outputs agree with the
+    float32 model to bfloat16's precision, and training learns."""
+    cfg = C.tiny()
+    mixed_cfg = cfg.replace(model=dict(precision="mixed_bfloat16"))
+    full, mixed = build_model(cfg), build_model(mixed_cfg)
+    mixed.set_weights(full.get_weights())
+    assert mixed.decoder.blocks[0].conv1.compute_dtype == "bfloat16"
+    assert mixed.encoder.convs[0].compute_dtype == "bfloat16"
+    assert mixed.decoder.out.compute_dtype == "float32"
+    assert mixed.encoder.out.compute_dtype == "float32"
+    assert mixed.hamiltonian_net.compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in mixed.weights if v.dtype.startswith("float"))
+    x = _frames()
+    a, b = full.rollout(x, 5), mixed.rollout(x, 5)
+    for k in ("frames", "q", "p", "energy"):
+        assert b[k].dtype == tf.float32, k
+        scale = float(tf.reduce_max(tf.abs(a[k])))
+        err = float(tf.reduce_max(tf.abs(a[k] - b[k])))
+        assert 0 < err < 0.02 * scale, (k, err, scale)  # bfloat16 keeps 8 bits of mantissa
+
+    model = build_model(mixed_cfg.replace(geco=dict(mode="fixed_beta", beta=1e-3),
+                                          train=dict(learning_rate=3e-3)))
+    step = tf.function(model.train_step)
+    first = float(step(x)["recon"])
+    for _ in range(40):
+        model.reset_metrics()
+        last = float(step(x)["recon"])
+    assert last < 0.5 * first, (first, last)
