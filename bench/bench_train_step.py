@@ -40,12 +40,15 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--jit", action="store_true", help="compile the step with XLA")
+    ap.add_argument("--precision", default=None, help="ModelConfig.precision (mixed_bfloat16)")
     ap.add_argument("--save-result", default=None, help="write weights, loss and gradients here")
     ap.add_argument("--check-result", default=None, help="compare with a --save-result file")
     args = ap.parse_args()
     cfg = C.preset(args.preset)
     if args.integrator:
         cfg = cfg.replace(model=dict(integrator=args.integrator))
+    if args.precision:
+        cfg = cfg.replace(model=dict(precision=args.precision))
     if args.batch_size:
         cfg = cfg.replace(train=dict(batch_size=args.batch_size))
     if args.frames:
@@ -73,7 +76,8 @@ def main():
         float(logs["loss"])  # wait for the step
         times.append(time.perf_counter() - t0)
     gpus = tf.config.list_physical_devices("GPU")
-    print(f"preset={args.preset} integrator={cfg.model.integrator} batch={b} frames={t} "
+    print(f"preset={args.preset} integrator={cfg.model.integrator} "
+          f"precision={cfg.model.precision} batch={b} frames={t} "
           f"resolution={r} jit={args.jit} device={'GPU ' + gpus[0].name if gpus else 'CPU'} "
           f"threads={os.cpu_count()}")
     print(f"first step (trace + compile): {compile_s:.1f} s")

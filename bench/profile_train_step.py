@@ -40,12 +40,15 @@ def main(argv=None):
     ap.add_argument("--preset", default="paper", choices=sorted(C.PRESETS))
     ap.add_argument("--integrator", default=None)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--precision", default=None, help="ModelConfig.precision (mixed_bfloat16)")
     ap.add_argument("--peak", type=float, default=None, help="GFLOP/s (default: measured)")
     args = ap.parse_args(argv)
 
     cfg = C.preset(args.preset)
     if args.integrator:
         cfg = cfg.replace(model=dict(integrator=args.integrator))
+    if args.precision:
+        cfg = cfg.replace(model=dict(precision=args.precision))
     b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
     frames = tf.random.stateless_uniform([b, t, r, r, 3], seed=[0, 0])
