@@ -34,10 +34,11 @@ a Beam pipeline: `Create(chunk starts) | Reshuffle | FlatMap(chunk -> examples)`
 in-process path's, so the examples, their keys and hence the records are the same; TFDS's Beam
 writer shuffles by the same hashed keys. Without Beam options the build runs in process
 (`hgn_tf.physics.parallel`, threads). `max_examples_per_split=N` is honoured on both paths (TFDS
-itself ignores it for Beam pipelines; here the split is cut to its first N indices). A split of
-one shard (under 128 MiB: up to ~14,000 32x32 sequences of 30 frames) gives byte-identical
-files; with several shards the records, read in shard order, are still the same byte for byte,
-but TFDS's Beam writer cuts the shards by hashed-key range where its in-process writer cuts them
+itself ignores it for Beam pipelines; here the split is cut to its first N indices). When every
+split fits in one shard (under 128 MiB: up to ~27,000 32x32 pendulum sequences of ~5 KB, fewer
+with more bodies or at 64x64) the two builds are identical files, `dataset_info.json` included;
+with several shards the records, read in shard order, are still the same byte for byte, but
+TFDS's Beam writer cuts the shards by hashed-key range where its in-process writer cuts them
 by count, so the shard boundaries (and `shard_lengths`) differ.
 """
 
@@ -58,7 +59,8 @@ from hgn_tf.physics.generate import generate as _generate_sequences
 __all__ = ["BEAM_CHUNK_SIZE", "Builder", "HamiltonianSystemsConfig", "RESOLUTIONS"]
 
 RESOLUTIONS = physics.SUPPORTED_RESOLUTIONS
-# Sequences per element of the Beam pipeline (one `generate` call; ~0.1 s of work per sequence).
+# Sequences per element of the Beam pipeline: one `generate` call, about a second of one core for
+# pendulum on a quiet machine (`bench/bench_generation.py`: 60,000 in 40-85 s on 2 cores).
 BEAM_CHUNK_SIZE = 250
 
 
