@@ -94,9 +94,11 @@ def main():
         n = plain.builder_config.num_train + plain.builder_config.num_test
         print(f"config {plain.builder_config.name}: {plain.builder_config.num_train} + "
               f"{plain.builder_config.num_test} sequences")
-        seconds = {"in-process": _timed_build(plain), "beam": _timed_build(on_beam, options)}
-        for name, s in seconds.items():
-            print(f"{name:10}  {s:8.1f} s  {n / s:7.1f} sequences/s")
+        seconds = {}
+        for name, builder, beam in (("in-process", plain, None), ("beam", on_beam, options)):
+            seconds[name] = s = _timed_build(builder, beam)
+            print(f"{name:10}  {s:8.1f} s  {n / s:7.1f} sequences/s  (finished "
+                  f"{time.strftime('%H:%M:%S')})", flush=True)
         print(f"beam / in-process time: {seconds['beam'] / seconds['in-process']:.2f}x")
         a, b = _files(plain), _files(on_beam)
         same = sorted(a) == sorted(b) and all(a[k].read_bytes() == b[k].read_bytes() for k in a)
