@@ -158,3 +158,18 @@ def test_a_beam_build_is_byte_identical_to_the_in_process_build(tmp_path, monkey
         assert beam_files[name] == data, name
     assert on_beam.info.splits["train"].num_examples == 7
     assert sorted(_by_index(on_beam, "test")) == [0, 1, 2]
+
+
+def test_a_build_that_loses_sequences_fails_and_is_not_kept(tmp_path, monkeypatch):
+    from hgn_tf.datasets.hamiltonian_systems import hamiltonian_systems_dataset_builder as hsb
+
+    examples = hsb._ChunkExamples.examples
+
+    def drop_index_1(self, chunk):
+        return ((key, ex) for key, ex in examples(self, chunk) if key != 1)
+
+    monkeypatch.setattr(hsb._ChunkExamples, "examples", drop_index_1)
+    b = _build(tmp_path)
+    with pytest.raises(RuntimeError, match="train split was written with 5 sequences instead of 6"):
+        b.download_and_prepare()
+    assert not b.is_prepared()
