@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# The extras installed into .venv: dev (pytest, ruff) and beam (the Beam build path and its
+# tests, which are skipped without it). `make test EXTRAS=dev` leaves Beam out.
+EXTRAS ?= dev,beam
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Where `make demo` writes everything (data, run folder, export, pictures).
 DEMO_DIR ?= runs/demo
 
@@ -13,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,6 +1,7 @@
 """The `hgn` command: thin sub-commands, each parsing arguments and calling one library function.
 
 hgn data build --system pendulum [--max-examples N]   build the TFDS dataset
+    [--beam-runner DirectRunner --beam-workers 2]     ... as an Apache Beam pipeline
 hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored sequences
 hgn data physics pendulum [--out DIR]                 the state read back from stored frames
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
@@ -72,9 +73,22 @@ def _data_config(args):
 
 def cmd_data_build(args):
     from hgn_tf import data
+    from hgn_tf.errors import ConfigError
 
+    beam = None
+    if args.beam_runner is None:
+        for flag, value in (("--beam-workers", args.beam_workers),
+                            ("--beam-option", args.beam_option or None)):
+            if value is not None:
+                raise ConfigError(f"{flag} {value}: allowed only with --beam-runner (a Beam "
+                                  "build), got it alone.", flag)
+    else:
+        if args.workers is not None:
+            raise ConfigError(f"--workers {args.workers}: sets in-process threads, not allowed "
+                              "with --beam-runner; use --beam-workers.", "--workers")
+        beam = data.beam_options(args.beam_runner, args.beam_workers, args.beam_option)
     builder = data.build(_data_config(args), num_workers=args.workers, exact=True,
-                         rebuild=args.rebuild)
+                         rebuild=args.rebuild, beam_options=beam)
     print(f"built {builder.info.full_name} in {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} sequences")
@@ -331,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--rebuild", action="store_true",
                    help="delete this system's build in --data-dir first (e.g. a smaller one)")
+    p.add_argument("--beam-runner", default=None,
+                   help="generate on Apache Beam with this runner (DirectRunner, FnApiRunner, "
+                        "DataflowRunner, FlinkRunner, SparkRunner, ...; needs the beam extra); "
+                        "the records are the same as without")
+    p.add_argument("--beam-workers", type=int, default=None,
+                   help="Beam workers (local runners: processes; Dataflow: num_workers; Flink: "
+                        "parallelism)")
+    p.add_argument("--beam-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another Beam pipeline option, e.g. project=P, region=R, "
+                        "temp_location=gs://B/tmp, flink_master=H:8081 (repeatable)")
     p.set_defaults(func=cmd_data_build)
     p = data.add_parser("show", help="write a PNG grid and a GIF of stored sequences")
     _add_data_args(p, positional_system=True)

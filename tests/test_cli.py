@@ -170,3 +170,53 @@ def test_a_killed_builds_leftovers_are_deleted_by_the_next_complete_build(tmp_pa
     builder = data.build(cfg, num_workers=1)
     assert builder.info.splits["train"].num_examples == 2
     assert sorted(p.name for p in leftover.parent.iterdir()) == ["1.0.0"]
+
+
+def test_data_build_on_beam_gives_the_bytes_of_the_in_process_build(tiny_data_dir, tmp_path):
+    """`--beam-runner`: the first 16 sequences (TFDS alone ignores the cap on Beam), same bytes."""
+    pytest.importorskip("apache_beam", reason="the Beam build path needs the `beam` extra "
+                        "(pip install 'hgn_tf[beam]'); CI installs it")
+    import pathlib
+
+    out = tmp_path / "tfds"
+    assert cli.main(["data", "build", "--data-dir", str(out), "--max-examples", "16",
+                     "--beam-runner", "FnApiRunner"]) == 0
+    version = pathlib.Path("hamiltonian_systems", "pendulum", "1.0.0")
+    plain = {f.name: f.read_bytes() for f in (pathlib.Path(tiny_data_dir) / version).iterdir()}
+    on_beam = {f.name: f.read_bytes() for f in (out / version).iterdir()}
+    assert sorted(on_beam) == sorted(plain) and len(plain) >= 4
+    assert all(on_beam[name] == data for name, data in plain.items())
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--beam-workers", "2"], "--beam-workers"),
+    (["--beam-option", "project=p"], "--beam-option"),
+    (["--beam-runner", "DirectRunner", "--workers", "2"], "--workers"),
+    (["--beam-runner", "DirectRunner", "--beam-workers", "0"], "--beam-workers"),
+    (["--beam-runner", "SparkRunner", "--beam-workers", "2"], "--beam-workers"),
+    (["--beam-runner", "DirectRunner", "--beam-option", "project"], "--beam-option"),
+])
+def test_bad_beam_flags_are_one_line_errors(tmp_path, capsys, flags, flag):
+    argv = ["data", "build", "--data-dir", str(tmp_path), *flags]
+    _one_line_error(capsys, argv, "data build", flag)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_beam_flags_become_pipeline_options_or_a_named_error(monkeypatch):
+    from hgn_tf import data
+    from hgn_tf.errors import DataError
+
+    pytest.importorskip("apache_beam", reason="the Beam build path needs the `beam` extra")
+    got = data.beam_options("DirectRunner", 2, ["job_name=x"]).get_all_options()
+    assert (got["runner"], got["direct_num_workers"], got["direct_running_mode"],
+            got["job_name"]) == ("DirectRunner", 2, "multi_processing", "x")
+    assert data.beam_options("DataflowRunner", 8).get_all_options()["num_workers"] == 8
+    assert data.beam_options("FlinkRunner", 4).get_all_options()["parallelism"] == 4
+    with pytest.raises(DataError, match="'Foo'") as e:
+        data.beam_options("Foo")
+    assert e.value.field == "beam_runner"
+    for module in ("apache_beam", "apache_beam.options", "apache_beam.options.pipeline_options"):
+        monkeypatch.setitem(__import__("sys").modules, module, None)  # as if not installed
+    with pytest.raises(DataError, match=r"hgn_tf\[beam\]") as e:
+        data.beam_options("DirectRunner")
+    assert e.value.field == "beam_runner"

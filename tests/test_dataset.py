@@ -122,3 +122,54 @@ def test_every_system_has_32_and_64_configs():
     names = {c.name for c in hgn_tf.datasets.HamiltonianSystems.BUILDER_CONFIGS}
     for s in physics.SYSTEM_NAMES:
         assert s in names and f"{s}_64" in names
+
+
+def _beam_or_skip():
+    return pytest.importorskip(
+        "apache_beam", reason="the Beam build path needs the `beam` extra (pip install "
+        "'hgn_tf[beam]'); CI installs it")
+
+
+def _files(builder):
+    root = pathlib.Path(builder.data_dir)
+    return {f.name: f.read_bytes() for f in sorted(root.iterdir())}
+
+
+def test_a_beam_build_is_byte_identical_to_the_in_process_build(tmp_path, monkeypatch):
+    """Records, dataset_info.json and features: the same bytes with and without Apache Beam."""
+    beam = _beam_or_skip()
+    from hgn_tf.datasets.hamiltonian_systems import hamiltonian_systems_dataset_builder as hsb
+
+    # Chunks of 2: the 7 train and 3 test sequences are 4 + 2 pipeline elements, the last of
+    # each split a partial chunk, generated in whatever order the runner picks.
+    monkeypatch.setattr(hsb, "BEAM_CHUNK_SIZE", 2)
+    plain = _build(tmp_path / "plain", num_train=7)
+    plain.download_and_prepare()
+    on_beam = _build(tmp_path / "beam", num_train=7)
+    # FnApiRunner: the DirectRunner's in-process engine, without its attempt to fetch Prism.
+    options = beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"])
+    on_beam.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        beam_options=options))
+    assert on_beam._uses_beam() is False  # the Beam options were for that build only
+    plain_files, beam_files = _files(plain), _files(on_beam)
+    assert sorted(beam_files) == sorted(plain_files)
+    assert any(name.startswith("hamiltonian_systems-train.tfrecord") for name in beam_files)
+    for name, data in plain_files.items():
+        assert beam_files[name] == data, name
+    assert on_beam.info.splits["train"].num_examples == 7
+    assert sorted(_by_index(on_beam, "test")) == [0, 1, 2]
+
+
+def test_a_build_that_loses_sequences_fails_and_is_not_kept(tmp_path, monkeypatch):
+    from hgn_tf.datasets.hamiltonian_systems import hamiltonian_systems_dataset_builder as hsb
+
+    examples = hsb._ChunkExamples.examples
+
+    def drop_index_1(self, chunk):
+        return ((key, ex) for key, ex in examples(self, chunk) if key != 1)
+
+    monkeypatch.setattr(hsb._ChunkExamples, "examples", drop_index_1)
+    b = _build(tmp_path)
+    with pytest.raises(RuntimeError, match="train split was written with 5 sequences instead of 6"):
+        b.download_and_prepare()
+    assert not b.is_prepared()

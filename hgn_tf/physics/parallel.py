@@ -7,7 +7,8 @@ Threads, not processes: the heavy work (numpy rendering, scipy's vectorised righ
 releases the GIL, which measured 2.1x on 2 cores for pendulum and 1.25x for three_body, and a
 thread pool has no start-up cost and never re-imports the caller's `__main__` (a process pool
 with the "spawn" method re-runs any user script that lacks an `if __name__ == "__main__"` guard).
-Past one machine, use TFDS's Apache Beam support (see the README, "Scaling").
+Past one machine, the `hamiltonian_systems` builder runs the same chunks as an Apache Beam pipeline
+(given Beam pipeline options; see the README, "Datasets").
 """
 
 from __future__ import annotations
