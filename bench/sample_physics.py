@@ -65,8 +65,8 @@ def row(run, prior, fit_s, logp, r, floor):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", nargs="+", required=True, help="finished training runs")
-    ap.add_argument("--priors", nargs="+", default=["standard", "gmm:1:full", "gmm:8:full",
-                                                    "gmm:8:diag", "flow:4"])
+    ap.add_argument("--priors", nargs="+", default=["standard", "gmm:16:full", "gmm:16:diag",
+                                                    "flow:4"])
     ap.add_argument("--fit-sequences", type=int, default=4096)
     ap.add_argument("--n", type=int, default=64, help="samples (and floor sequences)")
     ap.add_argument("--frames", type=int, default=30, help="frames per sample")

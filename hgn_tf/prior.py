@@ -56,11 +56,13 @@ from hgn_tf.train import atomic_write_text, load_run, load_weights, save_weights
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["PRIOR_CONFIG_FILE", "PRIOR_KINDS", "PRIOR_WEIGHTS_FILE", "FlowPrior",
-           "GaussianMixturePrior", "PriorConfig", "aggregate_posterior", "fit_prior",
+__all__ = ["PRIOR_CONFIG_FILE", "PRIOR_KINDS", "PRIOR_WEIGHTS_FILE", "SAMPLE_PRIORS",
+           "FlowPrior", "GaussianMixturePrior", "PriorConfig", "aggregate_posterior", "fit_prior",
            "fit_run_prior", "load_prior", "save_prior"]
 
 PRIOR_KINDS = ("gmm", "flow")
+# What a sample starts from (`hgn evaluate --prior`): N(0, I) through f_psi, or a learned prior.
+SAMPLE_PRIORS = ("standard", "learned")
 COVARIANCES = ("full", "diag")
 PRIOR_CONFIG_FILE = "prior.json"
 PRIOR_WEIGHTS_FILE = "prior.weights.h5"
@@ -82,7 +84,7 @@ class PriorConfig:
     """
 
     kind: str = "gmm"
-    components: int = 8
+    components: int = 16
     covariance: str = "full"
     reg_covar: float = 1e-3
     coupling_layers: int = 4
@@ -146,6 +148,7 @@ class GaussianMixturePrior(keras.Model):
         self.scale_trils = self.add_weight(shape=(k, d, d),
                                            initializer=keras.initializers.Constant(eye),
                                            trainable=False, name="scale_trils")
+        self.built = True  # every weight exists
 
     def set_parameters(self, weights, means, covariances) -> None:
         """Set pi [K], mu [K, D] and Sigma [K, D, D] (or its diagonals [K, D])."""
@@ -173,7 +176,7 @@ class GaussianMixturePrior(keras.Model):
 
     def log_prob(self, x):
         """log p(x) for x [B, D] -> [B]."""
-        return self.distribution().log_prob(tf.convert_to_tensor(x, tf.float32))
+        return self.distribution().log_prob(tf.cast(x, tf.float32))
 
     def sample(self, n, seed=0):
         """n draws [n, D]; `seed` an int or a stateless seed pair: the same seed, the same draws."""
@@ -229,7 +232,7 @@ class FlowPrior(keras.Model):
 
     def log_prob(self, x):
         """log p(x) for x [B, D] -> [B] (exact)."""
-        return self.distribution().log_prob(tf.convert_to_tensor(x, tf.float32))
+        return self.distribution().log_prob(tf.cast(x, tf.float32))
 
     def sample(self, n, seed=0):
         """n draws [n, D]; `seed` an int or a stateless seed pair: the same seed, the same draws."""
@@ -304,8 +307,12 @@ def fit_prior(states, config: PriorConfig | None = None, *, verbose: int = 0):
     ds = (tf.data.Dataset.from_tensor_slices(states.astype(np.float32))
           .shuffle(n, seed=config.seed).repeat()
           .batch(min(config.batch_size, n), drop_remainder=True))
-    prior.fit(ds, epochs=1, steps_per_epoch=config.steps, verbose=verbose)
-    return prior
+    prior.fit(ds, epochs=1, steps_per_epoch=config.steps, shuffle=False, verbose=verbose)
+    # The fitted weights in a fresh, uncompiled instance: no optimizer state to save.
+    fitted = FlowPrior(d, config.coupling_layers, config.hidden)
+    fitted.build_all()
+    fitted.set_weights(prior.get_weights())
+    return fitted
 
 
 def aggregate_posterior(model, batches, *, samples_per_sequence: int = 1,
