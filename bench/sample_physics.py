@@ -13,7 +13,7 @@ couplings). Target (issue 9): every body found in >= 95% of sample frames, and t
 median energy relative variance within 3x the stored frames' (the noisy floor).
 
     python bench/sample_physics.py --runs runs/table1/autoencode/pendulum/leapfrog \
-        --priors standard gmm:1:full gmm:8:full gmm:8:diag flow:4
+        --priors standard gmm:16:full gmm:16:diag flow:4
 """
 
 import argparse
@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from hgn_tf import data as data_lib
-from hgn_tf import plausibility, plots
 from hgn_tf import physics as physics_lib
+from hgn_tf import plausibility, plots
 from hgn_tf.prior import PriorConfig, aggregate_posterior, fit_prior
 from hgn_tf.train import load_run
 
@@ -41,6 +41,11 @@ def prior_config(spec: str, seed: int, flow_steps: int) -> PriorConfig | None:
         return PriorConfig(kind="flow", coupling_layers=int(parts[1]), steps=flow_steps,
                            seed=seed)
     raise SystemExit(f"--priors: unknown spec {spec!r} (standard, gmm:K:full|diag, flow:L)")
+
+
+def batches(cfg, split, limit):
+    ds = data_lib.load(cfg.data, split).take(limit).batch(64)
+    return ds.map(lambda ex: ex["frames"]).prefetch(2)
 
 
 def samples(model, prior, n, frames, seed, batch=16):
@@ -94,13 +99,10 @@ def main():
         print(row(name, "ground truth: clean states rendered", "-", "-", clean, floor),
               flush=True)
 
-        def batches(split, limit):
-            ds = data_lib.load(cfg.data, split).take(limit).batch(64)
-            return ds.map(lambda ex: ex["frames"]).prefetch(2)
-
         start = time.time()
-        states = aggregate_posterior(model, batches("train", args.fit_sequences), seed=args.seed)
-        held = aggregate_posterior(model, batches("validation", 512), seed=args.seed + 1)
+        states = aggregate_posterior(model, batches(cfg, "train", args.fit_sequences),
+                                     seed=args.seed)
+        held = aggregate_posterior(model, batches(cfg, "validation", 512), seed=args.seed + 1)
         encode_s = time.time() - start
         print(f"<!-- {name}: {len(states)} training states of dim {states.shape[1]} encoded, "
               f"{len(held)} held out, {encode_s:.0f} s -->", flush=True)

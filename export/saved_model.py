@@ -26,7 +26,8 @@ inference mode, the training sequence length in autoencode mode); more are allow
 error. `sample` draws its initial states with the stateless seed [seed, 0] (the same seed gives the
 same frames): from the run's learned prior over the initial state when it has one
 (`hgn fit-prior`, `hgn_tf.prior`; its weights are part of the SavedModel), else z ~ N(0, I)
-through f_psi; hgn_export.json's `sample_prior` says which ("learned" or "standard"). Deterministic models (`deterministic=True`) have no `sample` signature;
+through f_psi; hgn_export.json's `sample_prior` says which ("learned" or "standard").
+Deterministic models (`deterministic=True`) have no `sample` signature;
 `dynamics="direct"` models have no Hamiltonian, hence no `hamiltonian` signature and no `energy`
 outputs.
 

@@ -226,7 +226,8 @@ def cmd_fit_prior(args):
         raise type(e)(f"--{dest.replace('_', '-')} {getattr(args, dest)}: {e}",
                       e.field) from None
     line = (f"fitted a {report['kind']} prior over the initial state (dim {report['dim']}) to "
-            f"{report['n_fit']} encoded training sequences: mean log p {report['log_prob_fit']:.1f}")
+            f"{report['n_fit']} encoded training sequences: mean log p "
+            f"{report['log_prob_fit']:.1f}")
     if "log_prob_holdout" in report:
         line += (f"; held out ({report['n_holdout']}): {report['log_prob_holdout']:.1f} "
                  f"(N(0, I): {report['log_prob_standard_holdout']:.1f})")
