@@ -1,6 +1,6 @@
 """The `hgn export`, `hgn serve` and `hgn rollout` sub-commands (added by `hgn_tf.cli`).
 
-    hgn export --run-dir R --out D            SavedModel version D/<next> of a trained run
+    hgn export --run-dir R --out D [--prior auto|standard|learned]   SavedModel version D/<next>
     hgn serve --model-dir D [--port 8501]     TF Serving's REST API for the latest version in D
     hgn rollout --server URL --frames F.npy --out rollout.gif [--n-steps 30] [--dt 0.125]
 """
@@ -24,8 +24,14 @@ __all__ = ["add_commands"]
 def cmd_export(args):
     from hgn_tf.export.saved_model import export_saved_model
 
-    path = export_saved_model(args.run_dir, args.out, version=args.version,
-                              max_steps=args.max_steps, max_batch=args.max_batch)
+    from hgn_tf.errors import HGNError
+
+    try:
+        path = export_saved_model(args.run_dir, args.out, version=args.version,
+                                  max_steps=args.max_steps, max_batch=args.max_batch,
+                                  prior=args.prior)
+    except HGNError as e:
+        raise _flag_error(e, {"prior": "--prior"}) from None
     print(f"wrote {path}")
 
 
@@ -88,6 +94,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--run-dir", required=True, help="a finished training run")
     p.add_argument("--out", required=True, help="the model base folder (versions go inside)")
     p.add_argument("--version", type=int, default=None, help="default: the next integer")
+    p.add_argument("--prior", choices=("auto", "standard", "learned"), default="auto",
+                   help="what the `sample` signature draws initial states from: auto (the "
+                        "run's learned prior if `hgn fit-prior` made one, else N(0, I)), "
+                        "standard (N(0, I)) or learned (default %(default)s)")
     _add_caps(p, "")
     p.set_defaults(func=cmd_export)
 

@@ -23,8 +23,11 @@ state's shape (`[L]` for a vector latent), k = the conditioning frames the encod
 decoded initial state, then n_steps - 1 integrator steps of size dt follow (negative dt runs
 backward in time, 2 dt twice as fast). Only the first k frames are read (k = `input_frames` in
 inference mode, the training sequence length in autoencode mode); more are allowed, fewer are an
-error. `sample` draws z ~ N(0, I) with the stateless seed [seed, 0]: the same seed gives the same
-frames. Deterministic models (`deterministic=True`) have no `sample` signature;
+error. `sample` draws its initial states with the stateless seed [seed, 0] (the same seed gives the
+same frames): from the run's learned prior over the initial state when it has one
+(`hgn fit-prior`, `hgn_tf.prior`; its weights are part of the SavedModel), else z ~ N(0, I)
+through f_psi; hgn_export.json's `sample_prior` says which ("learned" or "standard").
+Deterministic models (`deterministic=True`) have no `sample` signature;
 `dynamics="direct"` models have no Hamiltonian, hence no `hamiltonian` signature and no `energy`
 outputs.
 
@@ -61,8 +64,8 @@ from hgn_tf.export.limits import (
 
 from hgn_tf.errors import ExportError, folder, positive_int
 
-__all__ = ["EXPORT_INFO_FILE", "FORMAT_VERSION", "HGNExportModule", "NON_FINITE_OUTPUT",
-           "export_info", "export_saved_model", "versions"]
+__all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModule",
+           "NON_FINITE_OUTPUT", "export_info", "export_saved_model", "versions"]
 
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
@@ -77,8 +80,10 @@ def versions(out_dir) -> list[int]:
                   if p.name.isdigit() and (p / "saved_model.pb").exists())
 
 
-def export_info(model, max_steps: int, max_batch: int) -> dict:
-    """The contents of hgn_export.json: everything a server needs, as plain JSON."""
+def export_info(model, max_steps: int, max_batch: int, prior=None) -> dict:
+    """The contents of hgn_export.json: everything a server needs, as plain JSON.
+
+    `prior`: the learned prior the `sample` signature draws from, or None (N(0, I))."""
     c = model.config
     has_energy = c.dynamics == "hamiltonian"
     signatures = ["rollout", "encode", "decode"]
@@ -100,6 +105,8 @@ def export_info(model, max_steps: int, max_batch: int) -> dict:
         "max_batch": max_batch,
         "has_energy": has_energy,
         "signatures": signatures,
+        "sample_prior": "learned" if prior is not None else "standard",
+        "prior_config": prior.get_config() if prior is not None else None,
         "model_config": dataclasses.asdict(c),
     }
 
@@ -110,11 +117,14 @@ class HGNExportModule(tf.Module):
     Args:
       model: a built `hgn_tf.model.HGN`.
       info: `export_info(model, ...)`: resolution, caps and which signatures exist.
+      prior: a learned prior over the initial state (`hgn_tf.prior`) for `sample`, or None
+        (N(0, I)); its weights are tracked, so they are saved with the model's.
     """
 
-    def __init__(self, model, info: dict):
+    def __init__(self, model, info: dict, prior=None):
         super().__init__(name="hgn_export")
         self.model = model
+        self.prior = prior
         self._k = info["conditioning_frames"]
         self._max_steps = info["max_steps"]
         self._max_batch = info["max_batch"]
@@ -208,7 +218,8 @@ class HGNExportModule(tf.Module):
     def _sample(self, n, n_steps, dt, seed):
         with tf.control_dependencies(self._check_batch(n, "n") + self._check_steps(n_steps, dt)):
             n = tf.identity(n)
-        out = self.model.sample(n, n_steps, dt=dt, seed=tf.stack([seed, tf.constant(0)]))
+        out = self.model.sample(n, n_steps, dt=dt, seed=tf.stack([seed, tf.constant(0)]),
+                                prior=self.prior)
         keys = ("frames", "energy") if self._has_energy else ("frames",)
         return self._finite({k: out[k] for k in keys})
 
@@ -275,9 +286,40 @@ def _remove_leftovers(out_dir: pathlib.Path, stale_after_s: float = 3600.0) -> N
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+EXPORT_PRIORS = ("auto", "standard", "learned")
+
+
+def _resolve_prior(run_dir_or_model, model, prior):
+    """The learned prior `sample` will use (or None): see `export_saved_model`'s `prior`."""
+    if not isinstance(prior, str):
+        return prior  # a prior object
+    if prior not in EXPORT_PRIORS:
+        raise ExportError(f"`prior` must be one of {EXPORT_PRIORS} or a learned prior, got "
+                          f"{prior!r}.", "prior")
+    if prior == "standard" or model.config.deterministic:
+        if prior == "learned":
+            raise ExportError("`prior` 'learned': a deterministic HGN has no `sample` "
+                              "signature.", "prior")
+        return None
+    if not isinstance(run_dir_or_model, (str, os.PathLike)):
+        if prior == "learned":
+            raise ExportError("`prior` 'learned' needs a run folder holding a fitted prior "
+                              "(or pass the prior object itself) when exporting a model "
+                              "object.", "prior")
+        return None
+    from hgn_tf.prior import PRIOR_CONFIG_FILE, load_prior
+
+    learned = load_prior(run_dir_or_model)
+    if learned is None and prior == "learned":
+        raise ExportError(f"`prior` 'learned': {str(run_dir_or_model)!r} has no "
+                          f"{PRIOR_CONFIG_FILE}; fit one first (`hgn fit-prior --run-dir "
+                          f"{run_dir_or_model}`).", "prior")
+    return learned
+
+
 def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
                        max_steps: int = DEFAULT_MAX_STEPS,
-                       max_batch: int = DEFAULT_MAX_BATCH) -> pathlib.Path:
+                       max_batch: int = DEFAULT_MAX_BATCH, prior="auto") -> pathlib.Path:
     """Write the model as SavedModel version `version` under `out_dir`.
 
     Args:
@@ -288,6 +330,9 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
         (1 for an empty folder).
       max_steps: the largest `n_steps` a call may ask for.
       max_batch: the largest batch (and `n` of `sample`) a call may ask for.
+      prior: what `sample` draws initial states from: "auto" (the run folder's learned prior if
+        it has one, else N(0, I)), "standard" (N(0, I)), "learned" (the run folder's learned
+        prior; an error if it has none), or a learned prior object (`hgn_tf.prior`).
     Returns:
       The version folder `out_dir/<version>`.
     Raises:
@@ -310,8 +355,9 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
         raise ExportError(f"`version` {version} already exists in {str(out_dir)!r}; "
                           "leave `version=None` to write the next one.", "version")
     model = _load_model(run_dir_or_model)
-    info = export_info(model, max_steps, max_batch)
-    module = HGNExportModule(model, info)
+    learned = _resolve_prior(run_dir_or_model, model, prior)
+    info = export_info(model, max_steps, max_batch, learned)
+    module = HGNExportModule(model, info, learned)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=out_dir))

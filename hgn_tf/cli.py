@@ -5,7 +5,8 @@ hgn data build --system pendulum [--max-examples N]   build the TFDS dataset
 hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored sequences
 hgn data physics pendulum [--out DIR]                 the state read back from stored frames
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
-hgn evaluate --run-dir R [--horizon 30]               metrics.json + pictures in R/eval
+hgn evaluate --run-dir R [--horizon 30] [--prior standard|learned]   metrics.json + pictures
+hgn fit-prior --run-dir R [--kind gmm|flow]           a learned prior over the initial state
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
 hgn flows --density mog --model both --out DIR         NHF beside RealNVP on a 2-D density
@@ -203,11 +204,51 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    from hgn_tf.errors import HGNError
     from hgn_tf.evaluate import evaluate
 
-    evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
-             batch_size=args.batch_size)
+    try:
+        evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
+                 batch_size=args.batch_size, prior=args.prior)
+    except HGNError as e:  # name the flag the user typed
+        if e.field != "prior":
+            raise
+        raise type(e)(f"--prior {args.prior}: {e}", "--prior") from None
     print(f"wrote {pathlib.Path(args.run_dir) / 'eval' / 'metrics.json'}")
+
+
+# `hgn fit-prior` flags: flag dest -> the `PriorConfig` field it sets.
+_PRIOR_FLAGS = {"kind": "kind", "components": "components", "covariance": "covariance",
+                "reg_covar": "reg_covar", "coupling_layers": "coupling_layers",
+                "steps": "steps", "samples_per_sequence": "samples_per_sequence",
+                "seed": "seed"}
+
+
+def cmd_fit_prior(args):
+    from hgn_tf.errors import HGNError
+    from hgn_tf.prior import PRIOR_CONFIG_FILE, PRIOR_WEIGHTS_FILE, PriorConfig, fit_run_prior
+
+    fields = {field: getattr(args, dest) for dest, field in _PRIOR_FLAGS.items()}
+    try:
+        config = PriorConfig(**fields)
+        _, report = fit_run_prior(args.run_dir, config, max_sequences=args.max_sequences)
+    except HGNError as e:  # name the flag the user typed, not only the config field
+        dest = {field: dest for dest, field in _PRIOR_FLAGS.items()}.get(e.field)
+        if dest is None and e.field == "max_sequences":
+            dest = "max_sequences"
+        if dest is None:
+            raise
+        raise type(e)(f"--{dest.replace('_', '-')} {getattr(args, dest)}: {e}",
+                      e.field) from None
+    line = (f"fitted a {report['kind']} prior over the initial state (dim {report['dim']}) to "
+            f"{report['n_fit']} encoded training sequences: mean log p "
+            f"{report['log_prob_fit']:.1f}")
+    if "log_prob_holdout" in report:
+        line += (f"; held out ({report['n_holdout']}): {report['log_prob_holdout']:.1f} "
+                 f"(N(0, I): {report['log_prob_standard_holdout']:.1f})")
+    print(line)
+    run = pathlib.Path(args.run_dir)
+    print(f"wrote {run / PRIOR_CONFIG_FILE}, {run / PRIOR_WEIGHTS_FILE}")
 
 
 def cmd_experiment_table1(args):
@@ -426,7 +467,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequences of each split to score (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=32,
                    help="sequences per rollout call (default %(default)s)")
+    p.add_argument("--prior", choices=("standard", "learned"), default="standard",
+                   help="what samples start from: standard (z ~ N(0, I) through f_psi) or "
+                        "learned (the run's prior from `hgn fit-prior`) (default %(default)s)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("fit-prior", help="fit a learned prior over the initial state to a "
+                                         "trained run's encoded training set; saved in the run "
+                                         "folder (prior.json, prior.weights.h5), used by "
+                                         "`hgn evaluate --prior learned` and `hgn export`")
+    p.add_argument("--run-dir", required=True, help="a finished training run (stochastic)")
+    p.add_argument("--kind", choices=("gmm", "flow"), default="gmm",
+                   help="gmm: a Gaussian mixture fitted by EM; flow: a RealNVP fitted by "
+                        "maximum likelihood (default %(default)s)")
+    p.add_argument("--components", type=int, default=16,
+                   help="the mixture's components (gmm; default %(default)s)")
+    p.add_argument("--covariance", choices=("full", "diag"), default="full",
+                   help="each component's covariance (gmm; default %(default)s)")
+    p.add_argument("--reg-covar", type=float, default=1e-3,
+                   help="added to each standardised covariance's diagonal (gmm; default "
+                        "%(default)s)")
+    p.add_argument("--coupling-layers", type=int, default=4,
+                   help="the RealNVP's affine couplings (flow; default %(default)s)")
+    p.add_argument("--steps", type=int, default=2000,
+                   help="Adam steps (flow; default %(default)s)")
+    p.add_argument("--samples-per-sequence", type=int, default=1,
+                   help="posterior draws per encoded sequence (default %(default)s)")
+    p.add_argument("--max-sequences", type=int, default=4096,
+                   help="training sequences to encode (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the posterior draws and the fit (default %(default)s)")
+    p.set_defaults(func=cmd_fit_prior)
 
     from hgn_tf.experiments import table1
 

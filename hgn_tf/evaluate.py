@@ -24,13 +24,15 @@ energy_rel_var, energy_rel_drift, position_error_px against the stored clean sta
 constraint_residual) for the model's rollouts (`model`) beside the same scores of the stored
 frames (`truth`: rendered from noisy states, the floor with the dataset's noise) and of the clean
 states rendered (`clean`: what a perfect model of the clean dynamics draws); and for samples from
-the prior (`samples`, a stochastic model only).
+the prior (`samples`, a stochastic model only; `prior="learned"` draws them from the run's
+learned prior over the initial state, `hgn fit-prior` / `hgn_tf.prior`, and `samples["prior"]`
+says which).
 
 Pictures (in `<run>/eval/`): truth vs rollout, a backward rollout (roll forward to the last
 frame, then integrate with -dt back to the start, against the reversed truth), double and half
-speed rollouts, samples from the prior (PNG grids, GIFs and MP4s), and the per-step MSE curve;
-the tracks and the energy read back from the rollouts and samples (`rollout_physics_*.png`,
-`samples_physics_*.png`).
+speed rollouts, samples from the prior (PNG grids, GIFs and MP4s; `samples_learned*` for the
+learned prior), and the per-step MSE curve; the tracks and the energy read back from the rollouts
+and samples (`rollout_physics_*.png`, `samples_physics_*.png` / `samples_learned_physics_*.png`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ import tensorflow as tf
 from hgn_tf import data as data_lib
 from hgn_tf import metrics, plausibility, plots
 from hgn_tf import physics as physics_lib
-from hgn_tf.errors import check, positive_int
+from hgn_tf.errors import ConfigError, check, positive_int
 from hgn_tf.physics import STORED_FRAMES
+from hgn_tf.prior import PRIOR_CONFIG_FILE, SAMPLE_PRIORS, load_prior
 from hgn_tf.train import atomic_write_text, load_run
 
 __all__ = ["evaluate", "format_table", "physics_reports", "rollout_report"]
@@ -86,9 +89,9 @@ def physics_reports(system, pred: np.ndarray, truth: np.ndarray, q: np.ndarray, 
 
 
 def _sample_physics(model, cfg, system, n: int, n_steps: int, batch_size: int,
-                    frame_dt: float) -> dict:
+                    frame_dt: float, prior=None) -> dict:
     frames = [model.sample(min(batch_size, n - i), n_steps,
-                           seed=tf.constant([cfg.train.seed, 2 + i]))["frames"].numpy()
+                           seed=tf.constant([cfg.train.seed, 2 + i]), prior=prior)["frames"].numpy()
               for i in range(0, n, batch_size)]
     return plausibility.physics_report(np.concatenate(frames), system, frame_dt)
 
@@ -112,6 +115,7 @@ def evaluate(
     batch_size: int = 32,
     pictures: bool = True,
     verbose: bool = True,
+    prior: str = "standard",
 ) -> dict:
     """Evaluate the run in `run_dir`; writes `<run_dir>/eval/metrics.json` and pictures.
 
@@ -119,14 +123,23 @@ def evaluate(
       horizon: frames to roll out and score (1..30; None: all 30 stored frames).
       max_sequences: sequences of each split to score.
       batch_size: sequences per rollout call.
+      prior: what samples start from: "standard" (z ~ N(0, I) through f_psi) or "learned" (the
+        run's learned prior over the initial state: `hgn fit-prior`).
     """
     max_sequences = positive_int("max_sequences", max_sequences)
     batch_size = positive_int("batch_size", batch_size)
     horizon = STORED_FRAMES if horizon is None else positive_int("horizon", horizon)
     check(horizon <= STORED_FRAMES, "horizon", horizon,
           f"at most {STORED_FRAMES} (the stored sequence length)")
+    check(prior in SAMPLE_PRIORS, "prior", prior, f"one of {SAMPLE_PRIORS}")
     run_dir = pathlib.Path(run_dir)
     cfg, model = load_run(run_dir)
+    learned = None
+    if prior == "learned":
+        learned = load_prior(run_dir)
+        if learned is None:
+            raise ConfigError(f"`prior` 'learned': {str(run_dir)!r} has no {PRIOR_CONFIG_FILE};"
+                              f" fit one first (`hgn fit-prior --run-dir {run_dir}`).", "prior")
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     mc = cfg.model
@@ -158,8 +171,9 @@ def evaluate(
         q = data_lib.load_arrays(data_cfg, split, keys=("q",), limit=max_sequences)["q"]
         metrics_out[split]["physics"] = physics_reports(system, pred, truth, q, frame_dt=frame_dt)
         if split == "test" and not mc.deterministic:
-            metrics_out["samples"] = {"physics": _sample_physics(
-                model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt)}
+            metrics_out["samples"] = {"prior": prior, "physics": _sample_physics(
+                model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt,
+                learned)}
         if split == "test":
             test_truth, test_pred = truth, pred
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics_out, indent=2))
@@ -173,7 +187,7 @@ def evaluate(
     )
     if pictures:
         _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k,
-                  physics=(system, frame_dt))
+                  physics=(system, frame_dt), prior=learned)
     if verbose:
         print(format_table(metrics_out))
     return metrics_out
@@ -207,7 +221,9 @@ def _format_physics(metrics_out: dict) -> list[str]:
     entries = [(s, name, metrics_out[s]["physics"][name]) for s in ("train", "test")
                if "physics" in metrics_out.get(s, {}) for name in ("model", "truth", "clean")]
     if "samples" in metrics_out:
-        entries.append(("prior", "samples", metrics_out["samples"]["physics"]))
+        samples = metrics_out["samples"]
+        name = "learned" if samples.get("prior") == "learned" else "samples"
+        entries.append(("prior", name, samples["physics"]))
     if not entries:
         return []
 
@@ -227,7 +243,7 @@ def _format_physics(metrics_out: dict) -> list[str]:
 
 
 def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4,
-              physics=None):
+              physics=None, prior=None):
     mc, t = cfg.model, truth.shape[1]
     x = tf.constant(truth[:n])
     plots.grid_png(
@@ -259,10 +275,12 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: in
     )
     plots.animations(np.concatenate([pred[:n], fast, slow]), out_dir / "speeds")
     if not mc.deterministic:
-        samples = model.sample(8, t, seed=tf.constant([cfg.train.seed, 1]))["frames"].numpy()
-        plots.grid_png(samples, out_dir / "samples.png")
-        plots.animations(samples, out_dir / "samples")
+        stem = "samples" if prior is None else "samples_learned"
+        samples = model.sample(8, t, seed=tf.constant([cfg.train.seed, 1]),
+                               prior=prior)["frames"].numpy()
+        plots.grid_png(samples, out_dir / f"{stem}.png")
+        plots.animations(samples, out_dir / stem)
     if physics is not None:  # (system, frame_dt): the tracks and energy read back, drawn
         plausibility.write_pictures(pred[:n], *physics, out_dir, "rollout_physics")
         if not mc.deterministic:
-            plausibility.write_pictures(samples, *physics, out_dir, "samples_physics")
+            plausibility.write_pictures(samples, *physics, out_dir, f"{stem}_physics")

@@ -260,8 +260,34 @@ class HGN(keras.Model):
             out["energy"] = self.energies(qs, ps)
         return out
 
-    def sample(self, n, n_steps, dt=None, seed=None):
-        """Rollouts from the prior: s0 = f_psi(z), z ~ N(0, I).
+    @property
+    def state_dim(self) -> int:
+        """D = 2 x prod(state_shape): the size of the flattened initial state s0 = (q0, p0)."""
+        size = 1
+        for s in self.state_shape:
+            size *= s
+        return 2 * size
+
+    def flatten_state(self, q, p):
+        """(q, p) [B, *state_shape] each -> s [B, D]: q and p concatenated on the channel axis
+        (the layout f_psi outputs), then flattened. `unflatten_state` inverts it."""
+        s = tf.concat([q, p], axis=-1)
+        return tf.reshape(s, [-1, self.state_dim])
+
+    def unflatten_state(self, s):
+        """s [B, D] -> (q, p) [B, *state_shape] each (the inverse of `flatten_state`)."""
+        *lead, channels = self.state_shape
+        s = tf.reshape(s, [-1, *lead, 2 * channels])
+        return tf.split(s, 2, axis=-1)
+
+    def sample(self, n, n_steps, dt=None, seed=None, prior=None):
+        """Rollouts from a prior over the initial state.
+
+        `prior=None` (the standard prior): s0 = f_psi(z), z ~ N(0, I) (s0 = z without f_psi).
+        Otherwise `prior` is a learned density over the flattened initial state s0 [D]
+        (`hgn_tf.prior`: any object with `dim` and `sample(n, seed) -> [n, D]`): s0 ~ prior,
+        split into (q0, p0) by `unflatten_state`; f_psi is not used (the prior was fitted to
+        f_psi's outputs on the encoded training set).
 
         `seed`: a stateless seed (int tensor of shape [2]); None draws one from the model's
         `keras.random.SeedGenerator`.
@@ -271,15 +297,23 @@ class HGN(keras.Model):
                               "deterministic")
         c = self.config
         dt = c.dt if dt is None else dt
-        if c.latent == "vector":
-            shape = [n, c.z_channels if c.use_f_psi else 2 * c.latent_channels]
-        elif c.use_f_psi:
-            shape = [n, self.resolution, self.resolution, c.z_channels]
-        else:
-            shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]
         seed = seed if seed is not None else self.seed_generator.next()
-        z = tfd.Normal(0.0, 1.0).sample(shape, seed=tf.cast(seed, tf.int32))
-        q0, p0 = self.latent_to_state(z)
+        if prior is not None:
+            if getattr(prior, "dim", None) != self.state_dim:
+                raise ConfigError(
+                    f"`prior` must be a density over this model's flattened initial state "
+                    f"(dim {self.state_dim}), got one of dim {getattr(prior, 'dim', None)!r}.",
+                    "prior")
+            q0, p0 = self.unflatten_state(prior.sample(n, seed=tf.cast(seed, tf.int32)))
+        else:
+            if c.latent == "vector":
+                shape = [n, c.z_channels if c.use_f_psi else 2 * c.latent_channels]
+            elif c.use_f_psi:
+                shape = [n, self.resolution, self.resolution, c.z_channels]
+            else:
+                shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]
+            z = tfd.Normal(0.0, 1.0).sample(shape, seed=tf.cast(seed, tf.int32))
+            q0, p0 = self.latent_to_state(z)
         qs, ps = self.integrate(q0, p0, n_steps, dt)
         out = {"frames": self.decode(qs), "q": qs, "p": ps}
         if self.hamiltonian_net is not None:

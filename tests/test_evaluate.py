@@ -57,3 +57,33 @@ def test_horizon_must_cover_the_frames_read_and_fit_the_data(tiny_run, capsys):
     assert e.value.field == "horizon"
     assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--horizon", "31"]) == 2
     assert "`horizon` must be at most 30" in capsys.readouterr().err
+
+
+def test_fit_prior_and_evaluate_prior_learned_from_the_command_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    # --prior takes standard or learned: anything else is a one-line error naming the flag.
+    with pytest.raises(SystemExit) as e:  # argparse's choices
+        cli.main(["evaluate", "--run-dir", str(run), "--prior", "gaussian"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--prior" in err and "gaussian" in err, err
+    # learned, before a prior was fitted: one line naming the flag and the fix.
+    assert cli.main(["evaluate", "--run-dir", str(run), "--prior", "learned"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hgn evaluate: error: --prior learned")
+    assert "hgn fit-prior" in err
+    assert cli.main(["fit-prior", "--run-dir", str(run), "--components", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--components 0" in err, err
+    assert cli.main(["fit-prior", "--run-dir", str(run), "--components", "2"]) == 0
+    assert "held out" in capsys.readouterr().out
+    assert (run / "prior.json").exists() and (run / "prior.weights.h5").exists()
+    assert cli.main(["evaluate", "--run-dir", str(run), "--horizon", "6", "--max-sequences",
+                     "4", "--prior", "learned"]) == 0
+    on_disk = json.loads((run / "eval" / "metrics.json").read_text())
+    assert on_disk["samples"]["prior"] == "learned"
+    assert 0 <= on_disk["samples"]["physics"]["found_fraction"] <= 1
+    assert (run / "eval" / "samples_learned.png").exists()

@@ -237,6 +237,8 @@ def test_export_info_lets_a_server_work_without_hgn_tf(exported, trained):
     assert info["max_abs_dt"] == 8 * cfg.model.dt and info["max_abs_state"] == 1000
     assert set(info["signatures"]) == set(SIGNATURES)
     assert C.ModelConfig(**info["model_config"]) == cfg.model
+    # The run has no learned prior (`hgn fit-prior`): `sample` draws from N(0, I).
+    assert info["sample_prior"] == "standard" and info["prior_config"] is None
 
 
 def test_a_second_export_is_version_2_and_leaves_no_temporary_folder(exported, trained):

@@ -15,7 +15,7 @@ LAYERS = [
     ("hgn_tf.config",),
     ("hgn_tf.networks", "hgn_tf.data", "hgn_tf.datasets"),
     ("hgn_tf.model", "hgn_tf.flows"),
-    ("hgn_tf.train",),
+    ("hgn_tf.train", "hgn_tf.prior"),
     ("hgn_tf.evaluate", "hgn_tf.tuning", "hgn_tf.export"),
     ("hgn_tf.experiments", "hgn_tf.demo", "hgn_tf.cli"),
 ]
