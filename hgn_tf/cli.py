@@ -9,6 +9,7 @@ hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resuma
 hgn demo --out DIR                                     the whole main job on a small config
 hgn flows --density mog --model both --out DIR         NHF beside RealNVP on a 2-D density
 hgn baselines hnn --task spring --out DIR             HNN beside the baseline MLP: table, pictures
+hgn baselines pixel-hnn --out DIR                      PixelHNN on pendulum frames: latent orbits
 hgn export / serve / rollout, hgn tune                 see hgn_tf.export, hgn_tf.tuning
 
 A user's mistake (`hgn_tf.errors.HGNError`) is printed as one line, exit status 2.
@@ -293,6 +294,19 @@ def cmd_baselines_hnn(args):
     print(f"table: {table}; pictures: {pathlib.Path(args.out)}/<task>/phase.png, energy.png")
 
 
+def cmd_baselines_pixel_hnn(args):
+    import json
+
+    from hgn_tf.baselines.pixel_run import run_pixel_hnn
+
+    result = run_pixel_hnn(args.out, schedule=args.schedule, steps=args.steps, seed=args.seed,
+                           verbose=True)
+    keys = ("latent_h_drift", "true_energy_drift", "true_energy_drift_readback_floor")
+    print(json.dumps({k: result[k] for k in keys}, indent=1))
+    print(f"pixel MSE x1e4 (30 frames): {result['pixel_mse_30_x1e4']:.1f}; "
+          f"{pathlib.Path(args.out)}/metrics.json, latent.png, energy.png, rollout.png")
+
+
 def _add_baselines_parser(sub):
     from hgn_tf.baselines.tasks import TASK_NAMES
 
@@ -312,6 +326,20 @@ def _add_baselines_parser(sub):
                    help="output folder: table.md, <task>/ (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
     p.set_defaults(func=cmd_baselines_hnn)
+
+    from hgn_tf.baselines.pixel_run import SCHEDULES
+
+    p = baselines.add_parser("pixel-hnn", help="PixelHNN on rendered pendulum frames: latent "
+                                               "rollouts, their energy drift, pixel MSE")
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), default="staged",
+                   help="official: all terms from the start; staged: the TF reproduction's "
+                        "(autoencoder first, then CC, then HNN) (default %(default)s)")
+    p.add_argument("--steps", type=int, default=3000,
+                   help="Adam steps in all (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    p.add_argument("--out", default="runs/pixel_hnn",
+                   help="output folder (default %(default)s)")
+    p.set_defaults(func=cmd_baselines_pixel_hnn)
 
 
 def _add_data_args(p, positional_system=False):

@@ -179,3 +179,50 @@ def test_bad_arguments_are_named_errors(capsys):
     assert cli.main(["baselines", "hnn", "--steps", "0", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--steps" in err[0] and "got 0" in err[0]
+
+
+def test_pixel_hnn_loss_terms_equal_their_closed_forms():
+    from hgn_tf.baselines.pixel_hnn import loss_terms
+
+    x = tf.constant([[1.0, 2.0, 0.0, 1.0], [0.0, -1.0, 3.0, 1.0]])
+    x_next = tf.constant([[2.0, 2.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])
+
+    def encoder(v):  # z = (first two pixels)
+        return v[:, :2]
+
+    def decoder(z):  # x_hat = (z, z)
+        return tf.concat([z, z], -1)
+
+    def field(z):  # f(z) = (z_p, -z_q): the field of H = (q^2 + p^2) / 2
+        return tf.stack([z[:, 1], -z[:, 0]], -1)
+
+    terms = {k: float(v) for k, v in loss_terms(encoder, decoder, field, x, x_next).items()}
+    # AE: x_hat = [1,2,1,2], [0,-1,0,-1]; errors [0,0,-1,1], [0,0,3,2] -> (0+0+1+1+0+0+9+4)/8
+    assert terms["ae"] == pytest.approx(15 / 8)
+    # CC: z_p - (z'_q - z_q): 2 - (2 - 1) = 1; -1 - (1 - 0) = -2 -> (1 + 4) / 2
+    assert terms["cc"] == pytest.approx(5 / 2)
+    # HNN: z + f(z) = [1+2, 2-1] = [3, 1]; [0-1, -1-0] = [-1, -1]; z' = [2, 2], [1, 0]
+    # errors [-1, 1], [2, 1] -> (1 + 1 + 4 + 1) / 4
+    assert terms["hnn"] == pytest.approx(7 / 4)
+
+
+def test_pixel_hnn_weights_its_terms_and_its_schedule_sets_them():
+    from hgn_tf.baselines.pixel_hnn import STAGED, PixelHNN, PixelHNNConfig, fit_schedule
+
+    model = PixelHNN(PixelHNNConfig(pixels=8, hidden=8, weight_decay=0.0))
+    rng = np.random.default_rng(0)
+    x, x_next = np.float32(rng.random((12, 8))), np.float32(rng.random((12, 8)))
+    model.weights_ae_cc_hnn.assign([0.5, 2.0, 0.1])
+    terms = model._terms((tf.constant(x), tf.constant(x_next)))
+    expected = 0.5 * terms["ae"] + 2.0 * terms["cc"] + 0.1 * terms["hnn"]
+    assert float(terms["loss"]) == pytest.approx(float(expected), rel=1e-6)
+    stages = fit_schedule(model, x, x_next, steps=50 * len(STAGED), schedule=STAGED,
+                          batch_size=6)
+    assert [s["weights"] for s in stages] == [list(w) for _, *w in STAGED]
+    assert list(model.weights_ae_cc_hnn.numpy()) == list(STAGED[-1][1:])
+    z = tf.constant([[0.3, -0.2]])
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        h = model.hnn.energy(tf.cast(z, tf.float64))
+    g = tape.gradient(h, z).numpy()
+    np.testing.assert_allclose(model.field(z).numpy(), [[g[0, 1], -g[0, 0]]], rtol=1e-5)
