@@ -15,6 +15,8 @@ rollout are scored:
     true energy drift the bob read back from the decoded frames (`physics.readback`), the
                       pendulum's H of the read (q, p); max_t |E_t - E_0| / E_0, beside the same
                       read from the true frames (the read-back floor)
+    energy error      mean_t |E_t - E_true| / E_true: a decoder that draws a still bob has no
+                      drift but the wrong energy (p = 0), so the drift alone cannot pass it
     pixel MSE         mean over the first 30 frames of the squared pixel error, x1e4 (Table 1)
 
 Writes OUT/metrics.json, OUT/latent.png (latent orbits), OUT/energy.png (read-back energy) and
@@ -109,6 +111,9 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
         e = energy[:, inner]
         return np.nanmax(np.abs(e - e[:, :1]), axis=1) / true_e0
 
+    def error(energy):
+        return np.nanmean(np.abs(energy[:, inner] - true_e0[:, None]), axis=1) / true_e0
+
     spread = max(float(np.std(learned_h[:, 0])), 1e-12)
     result = {
         "schedule": schedule, "steps": steps, "train_s": train_s, "stages": stages,
@@ -117,6 +122,8 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
         "latent_h_drift": metrics.summary(metrics.energy_drift(learned_h, spread)),
         "true_energy_drift": metrics.summary(drift(read_model)),
         "true_energy_drift_readback_floor": metrics.summary(drift(read_truth)),
+        "true_energy_error": metrics.summary(error(read_model)),
+        "true_energy_error_readback_floor": metrics.summary(error(read_truth)),
         "bob_found_fraction": float(np.isfinite(read_model).mean()),
         "pixel_mse_30_x1e4": 1e4 * float(metrics.sequence_mse(decoded[:, :30],
                                                               truth[:, :30]).mean()),
