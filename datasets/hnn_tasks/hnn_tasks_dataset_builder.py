@@ -29,7 +29,7 @@ from hgn_tf.datasets.hamiltonian_systems.hamiltonian_systems_dataset_builder imp
     _KeyOrderedExampleWriter,
 )
 
-from hgn_tf.baselines import tasks
+import hgn_tf.baselines.tasks as tasks
 from hgn_tf.errors import DataError, check, positive_int
 
 __all__ = ["Builder", "HNNTasksConfig"]
