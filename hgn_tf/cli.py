@@ -10,6 +10,8 @@ hgn fit-prior --run-dir R [--kind gmm|flow]           a learned prior over the i
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
 hgn flows --density mog --model both --out DIR         NHF beside RealNVP on a 2-D density
+hgn baselines hnn --task spring --out DIR             HNN beside the baseline MLP: table, pictures
+hgn baselines pixel-hnn --out DIR                      PixelHNN on pendulum frames: latent orbits
 hgn export / serve / rollout, hgn tune                 see hgn_tf.export, hgn_tf.tuning
 
 A user's mistake (`hgn_tf.errors.HGNError`) is printed as one line, exit status 2.
@@ -337,6 +339,66 @@ def _add_flows_parser(sub):
     p.set_defaults(func=cmd_flows)
 
 
+def cmd_baselines_hnn(args):
+    from hgn_tf.baselines.run import run_hnn
+    from hgn_tf.baselines.tasks import TASK_NAMES
+
+    tasks = TASK_NAMES if "all" in args.task else tuple(dict.fromkeys(args.task))
+    table = run_hnn(args.out, tasks, data_dir=args.data_dir, steps=args.steps, seed=args.seed,
+                    verbose=True)
+    print(table.read_text(), end="")
+    print(f"table: {table}; pictures: {pathlib.Path(args.out)}/<task>/phase.png, energy.png")
+
+
+def cmd_baselines_pixel_hnn(args):
+    import json
+
+    from hgn_tf.baselines.pixel_run import run_pixel_hnn
+
+    result = run_pixel_hnn(args.out, schedule=args.schedule, steps=args.steps, seed=args.seed,
+                           verbose=True)
+    keys = ("latent_h_drift", "true_energy_drift", "true_energy_drift_readback_floor",
+            "true_energy_error", "true_energy_error_readback_floor")
+    print(json.dumps({k: result[k] for k in keys}, indent=1))
+    print(f"pixel MSE x1e4 (30 frames): {result['pixel_mse_30_x1e4']:.1f}; "
+          f"{pathlib.Path(args.out)}/metrics.json, latent.png, energy.png, rollout.png")
+
+
+def _add_baselines_parser(sub):
+    from hgn_tf.baselines.tasks import TASK_NAMES
+
+    baselines = sub.add_parser("baselines", help="the models HGN is compared with").add_subparsers(
+        dest="baseline", required=True, help="which baseline")
+    p = baselines.add_parser("hnn", help="Hamiltonian Neural Network beside the baseline MLP on "
+                                         "state-space tasks: energy-MSE table and pictures")
+    p.add_argument("--task", nargs="+", choices=(*TASK_NAMES, "all"), default=["spring"],
+                   help="the tasks (all: every one; default spring)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="Adam steps per model (default: the official protocol's, 2,000 or "
+                        "10,000)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the weights, the batches and the 15 evaluation states "
+                        "(default %(default)s)")
+    p.add_argument("--out", default="runs/baselines",
+                   help="output folder: table.md, <task>/ (default %(default)s)")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
+    p.set_defaults(func=cmd_baselines_hnn)
+
+    from hgn_tf.baselines.pixel_run import SCHEDULES
+
+    p = baselines.add_parser("pixel-hnn", help="PixelHNN on rendered pendulum frames: latent "
+                                               "rollouts, their energy drift, pixel MSE")
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), default="staged",
+                   help="official: all terms from the start; staged: the TF reproduction's "
+                        "(autoencoder first, then CC, then HNN) (default %(default)s)")
+    p.add_argument("--steps", type=int, default=3000,
+                   help="Adam steps in all (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    p.add_argument("--out", default="runs/pixel_hnn",
+                   help="output folder (default %(default)s)")
+    p.set_defaults(func=cmd_baselines_pixel_hnn)
+
+
 def _add_data_args(p, positional_system=False):
     from hgn_tf.physics import SUPPORTED_RESOLUTIONS, SYSTEM_NAMES
 
@@ -530,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     _add_flows_parser(sub)
+    _add_baselines_parser(sub)
 
     import importlib
     import importlib.util
@@ -565,7 +628,8 @@ def main(argv=None) -> int:
         run(argv)
     except HGNError as e:
         words = sys.argv[1:] if argv is None else list(argv)  # parsed: a command exists
-        command = " ".join(words[:2]) if words[0] in ("data", "experiment") else words[0]
+        command = (" ".join(words[:2]) if words[0] in ("data", "experiment", "baselines")
+                   else words[0])
         print(f"hgn {command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -17,6 +17,11 @@ call these.
                                                      2021); T when none does
     energy_variance(energy)                 [N]      Var_t H(q_t, p_t) (HGN Table 2, x1e4)
     energy_drift(energy, scale)             [N]      max_t |H_t - H_0| / scale
+    state_mse(pred, truth)                  [N]      mean over time and coordinates of the
+                                                     squared error of state trajectories [N, T, d]
+    energy_mse(energy, true_energy)         [N]      mean over time of (E_t - E_true_t)^2
+    split_standard_error(values, splits)    float    std of the means of `splits` equal parts /
+                                                     sqrt(splits) (the HNN notebooks' error bar)
     summary(values)                         dict     mean, std, median, n of per-sequence values
     frame_errors(pred, truth, ...)          dict     the [N, T] errors of the model and of both
                                                      baselines, computed once
@@ -35,12 +40,15 @@ from hgn_tf.errors import DataError
 __all__ = [
     "VPT_THRESHOLD",
     "energy_drift",
+    "energy_mse",
     "energy_variance",
     "frame_errors",
     "mean_frame_mse",
     "per_frame_mse",
     "repeat_frame_mse",
     "sequence_mse",
+    "split_standard_error",
+    "state_mse",
     "summary",
     "valid_prediction_time",
     "window_report",
@@ -137,6 +145,35 @@ def energy_drift(energy, scale: float = 1.0) -> np.ndarray:
     if not np.isfinite(scale) or scale <= 0:
         raise DataError(f"`scale` must be a finite number > 0, got {scale!r}.", "scale")
     return np.abs(energy - energy[:, :1]).max(axis=1) / scale
+
+
+def state_mse(pred, truth) -> np.ndarray:
+    """[N]: mean over time and coordinates of (pred - truth)^2 for trajectories [N, T, d]."""
+    pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    if pred.ndim != 3:
+        raise DataError(f"`pred` must be trajectories [N, T, d], got shape {list(pred.shape)}.",
+                        "pred")
+    _same_shape(pred, truth)
+    return np.mean(np.square(pred - truth), axis=(1, 2))
+
+
+def energy_mse(energy, true_energy) -> np.ndarray:
+    """[N]: mean over time of (energy - true_energy)^2, both [N, T]."""
+    energy, true_energy = _energies(energy), _energies(true_energy)
+    _same_shape(energy, true_energy)
+    return np.mean(np.square(energy - true_energy), axis=1)
+
+
+def split_standard_error(values, splits: int = 5) -> float:
+    """std of the means of `splits` equal consecutive parts of `values`, / sqrt(splits).
+
+    The error bar of the HNN paper's notebooks (`bootstrap_conf`): 15 values -> 5 means of 3.
+    """
+    values = np.asarray(values, np.float64).ravel()
+    if splits < 2 or values.size % splits:
+        raise DataError(f"`splits` must be >= 2 and divide the {values.size} values, got "
+                        f"{splits}.", "splits")
+    return float(np.std(values.reshape(splits, -1).mean(axis=1)) / np.sqrt(splits))
 
 
 def summary(values) -> dict:

@@ -10,11 +10,11 @@ PACKAGES = {"hgn_tf": "hgn_tf", "datasets": "hgn_tf.datasets", "tuning": "hgn_tf
 # Lowest first. A module's layer is that of the longest prefix listed here.
 LAYERS = [
     ("hgn_tf.errors", "hgn_tf.export.limits", "hgn_tf.tuning.space"),
-    ("hgn_tf.physics",),
+    ("hgn_tf.physics", "hgn_tf.baselines.tasks"),
     ("hgn_tf.integrators", "hgn_tf.geco", "hgn_tf.metrics", "hgn_tf.plausibility", "hgn_tf.plots"),
     ("hgn_tf.config",),
     ("hgn_tf.networks", "hgn_tf.data", "hgn_tf.datasets"),
-    ("hgn_tf.model", "hgn_tf.flows"),
+    ("hgn_tf.model", "hgn_tf.flows", "hgn_tf.baselines"),
     ("hgn_tf.train", "hgn_tf.prior"),
     ("hgn_tf.evaluate", "hgn_tf.tuning", "hgn_tf.export"),
     ("hgn_tf.experiments", "hgn_tf.demo", "hgn_tf.cli"),

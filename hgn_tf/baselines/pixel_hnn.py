@@ -1,0 +1,170 @@
+"""PixelHNN (Greydanus et al. 2019, section 5; official experiment-pixels): an HNN in the latent
+space of an MLP autoencoder, trained on pairs of consecutive frames.
+
+An input is a pair of consecutive frames, flattened and concatenated: x_t = [frame_t, frame_t+1]
+(so one input carries a velocity). With the encoder E, decoder D and an HNN f on the latent
+z = (z_q, z_p) in R^(2k) (k = latent_dim / 2):
+
+    z = E(x_t),  z' = E(x_t+1),  x_hat = D(z)
+    AE   = mean (x_t - x_hat)^2                                 (autoencoder)
+    CC   = mean (z_p - (z'_q - z_q))^2                          (canonical coordinates:
+                                                                 p_t = q_t+1 - q_t)
+    HNN  = mean (z' - (z + f(z)))^2                             (one Euler step, dt = 1)
+    loss = w_ae AE + w_cc CC + w_hnn HNN + (weight_decay / 2) |theta|^2
+
+Official weights (1, 1, 0.1), weight decay 1e-5, Adam 1e-3, batch 200. Encoder: Dense(hidden,
+relu) x 3 -> Dense(latent); decoder: Dense(hidden, relu) x 3 -> Dense(pixels) (the official
+MLPAutoencoder); the HNN is `hgn_tf.baselines.hnn.HNN` (200 tanh units) on the latent.
+
+The loss weights are non-trainable variables, so a staged schedule changes them between `fit`
+calls without retracing. `STAGED` is the TF reproduction's (seed 002, section 3.6): the
+autoencoder alone, then the CC term at 0.1, 0.5, 1, then the HNN term at 0.1, 0.5, 1 (its
+learning-rate drops, made by hand on loss fluctuations, are not reproduced).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hgn_tf.baselines.hnn import HNN, HNNConfig
+from hgn_tf.errors import check, positive_int
+
+__all__ = ["OFFICIAL", "STAGED", "PixelHNN", "PixelHNNConfig", "fit_schedule", "loss_terms"]
+
+# (fraction of the steps, w_ae, w_cc, w_hnn) per stage.
+OFFICIAL = ((1.0, 1.0, 1.0, 0.1),)
+STAGED = ((0.25, 1.0, 0.0, 0.0), (0.1, 1.0, 0.1, 0.0), (0.1, 1.0, 0.5, 0.0),
+          (0.1, 1.0, 1.0, 0.0), (0.15, 1.0, 1.0, 0.1), (0.15, 1.0, 1.0, 0.5),
+          (0.15, 1.0, 1.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelHNNConfig:
+    """A PixelHNN.
+
+    Attributes:
+      pixels: size of one input (two flattened frames).
+      latent_dim: size of z = (z_q, z_p), even (official 2).
+      hidden: units of the autoencoder's and the HNN's layers (200).
+      weight_decay: PyTorch-style L2 weight decay (1e-5).
+      seed: seeds the initialisers.
+    """
+
+    pixels: int = 2 * 32 * 32 * 3
+    latent_dim: int = 2
+    hidden: int = 200
+    weight_decay: float = 1e-5
+    seed: int = 0
+
+    def __post_init__(self):
+        positive_int("pixels", self.pixels)
+        positive_int("latent_dim", self.latent_dim)
+        check(self.latent_dim % 2 == 0, "latent_dim", self.latent_dim, "even (z = (q, p))")
+        positive_int("hidden", self.hidden)
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
+
+
+def _relu_mlp(sizes_in: int, hidden: int, out: int, seed: int, name: str) -> keras.Sequential:
+    layers = [keras.Input((sizes_in,))]
+    for i in range(3):
+        layers.append(keras.layers.Dense(
+            hidden, activation="relu", name=f"{name}_{i}",
+            kernel_initializer=keras.initializers.Orthogonal(seed=seed + i)))
+    layers.append(keras.layers.Dense(
+        out, name=f"{name}_out", kernel_initializer=keras.initializers.Orthogonal(seed=seed + 3)))
+    return keras.Sequential(layers, name=name)
+
+
+def loss_terms(encoder, decoder, field, x, x_next) -> dict:
+    """{"ae", "cc", "hnn"}: the three loss terms (module docstring) of a batch of pairs."""
+    z, z_next = encoder(x), encoder(x_next)
+    k = z.shape[-1] // 2
+    ae = tf.reduce_mean(tf.square(x - decoder(z)))
+    cc = tf.reduce_mean(tf.square(z[:, k:] - (z_next[:, :k] - z[:, :k])))
+    hnn = tf.reduce_mean(tf.square(z_next - (z + field(z))))
+    return {"ae": ae, "cc": cc, "hnn": hnn}
+
+
+class PixelHNN(keras.Model):
+    """Autoencoder + latent HNN, trained on (x_t, x_t+1) pairs of frame pairs."""
+
+    def __init__(self, config: PixelHNNConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        c = config
+        self.encoder = _relu_mlp(c.pixels, c.hidden, c.latent_dim, 10 * c.seed, "encoder")
+        self.decoder = _relu_mlp(c.latent_dim, c.hidden, c.pixels, 10 * c.seed + 5, "decoder")
+        # float32 latent: the HNN's float64 layers are fed casts of it.
+        self.hnn = HNN(HNNConfig(state_dim=c.latent_dim, hidden=c.hidden, seed=c.seed))
+        self.weights_ae_cc_hnn = self.add_weight(
+            shape=(3,), initializer=keras.initializers.Constant(OFFICIAL[0][1:]),
+            trainable=False, name="loss_weights")
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss", "ae", "cc", "hnn")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def field(self, z):
+        """The latent HNN's (dH/dz_p, -dH/dz_q), in the latent's dtype."""
+        return tf.cast(self.hnn(tf.cast(z, tf.float64)), z.dtype)
+
+    def call(self, x):
+        return self.decoder(self.encoder(x))
+
+    def _terms(self, data):
+        x, x_next = data
+        terms = loss_terms(self.encoder, self.decoder, self.field, x, x_next)
+        w = self.weights_ae_cc_hnn
+        terms["loss"] = w[0] * terms["ae"] + w[1] * terms["cc"] + w[2] * terms["hnn"]
+        return terms
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms = self._terms(data)
+            loss = terms["loss"]
+            if self.config.weight_decay:
+                loss += 0.5 * self.config.weight_decay * tf.add_n(
+                    [tf.cast(tf.reduce_sum(tf.square(v)), loss.dtype)
+                     for v in self.trainable_variables])
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def test_step(self, data):
+        terms = self._terms(data)
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def get_config(self):
+        return dataclasses.asdict(self.config)
+
+
+def fit_schedule(model: PixelHNN, x, x_next, *, steps: int, schedule=OFFICIAL,
+                 batch_size: int = 200, learning_rate: float = 1e-3, seed: int = 0) -> list:
+    """Adam on the weighted loss, stage by stage: `schedule` = ((fraction, w_ae, w_cc, w_hnn),
+    ...). Returns one {"stage", "steps", "weights", "loss", "ae", "cc", "hnn"} per stage (the
+    terms' means over the stage's last 50 steps)."""
+    positive_int("steps", steps)
+    n = len(x)
+    ds = (tf.data.Dataset.from_tensor_slices((np.float32(x), np.float32(x_next)))
+          .shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+          .batch(min(batch_size, n), drop_remainder=True).prefetch(2))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), steps_per_execution=50)
+    out = []
+    for i, (fraction, *weights) in enumerate(schedule):
+        stage_steps = max(50, int(round(fraction * steps / 50)) * 50)
+        model.weights_ae_cc_hnn.assign(weights)
+        hist = model.fit(ds, epochs=stage_steps // 50, steps_per_epoch=50, verbose=0,
+                         shuffle=False)
+        out.append({"stage": i, "steps": stage_steps, "weights": list(weights),
+                    **{k: float(v[-1]) for k, v in hist.history.items()}})
+    return out

@@ -1,0 +1,146 @@
+"""`hgn baselines pixel-hnn`: PixelHNN on rendered pendulum frames and its latent orbits.
+
+Data: trajectories of our `pendulum` (constants and r ~ U(1.3, 2.3) as HGN's; no noise, as the
+official gym frames) sampled every `dt` = 0.05 (the gym pendulum's step) and drawn by our
+renderer at 32x32 RGB; example i of a split is a pure function of (seed, split, i). An input is a
+pair of consecutive frames; a training example is (x_t, x_t+1) = (pair t, pair t+1).
+
+Evaluation on held-out trajectories: the first pair is encoded, z0 = E(x_0), the latent HNN's
+field is integrated (DOP853, rtol 1e-12; one latent time unit per frame, so the field's Euler
+step of training is dt = 1) for `eval_frames` frames, and the decoded first frames of the
+rollout are scored:
+
+    latent H drift    max_t |H(z_t) - H(z_0)| / std of H(z_0) over the trajectories
+                      (the learned H, conserved by construction up to the solver)
+    true energy drift the bob read back from the decoded frames (`physics.readback`), the
+                      pendulum's H of the read (q, p); max_t |E_t - E_0| / E_0, beside the same
+                      read from the true frames (the read-back floor)
+    energy error      mean_t |E_t - E_true| / E_true: a decoder that draws a still bob has no
+                      drift but the wrong energy (p = 0), so the drift alone cannot pass it
+    pixel MSE         mean over the first 30 frames of the squared pixel error, x1e4 (Table 1)
+
+Writes OUT/metrics.json, OUT/latent.png (latent orbits), OUT/energy.png (read-back energy) and
+OUT/rollout.png (true and decoded frames).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from hgn_tf import metrics, physics, plots
+from hgn_tf.baselines import hnn
+from hgn_tf.baselines.evaluate import rollout_field
+from hgn_tf.baselines.pixel_hnn import OFFICIAL, STAGED, PixelHNN, PixelHNNConfig, fit_schedule
+from hgn_tf.errors import ConfigError, check, folder, positive_int
+from hgn_tf.physics import readback
+
+__all__ = ["SCHEDULES", "pendulum_frames", "run_pixel_hnn"]
+
+SCHEDULES = {"official": OFFICIAL, "staged": STAGED}
+DT = 0.05
+_SPLITS = {"train": 0, "test": 1}
+
+
+def pendulum_frames(n: int, n_frames: int, *, split: str = "train", seed: int = 0) -> dict:
+    """{"frames": float32 [n, T, 32, 32, 3] in [0, 1], "q", "p": [n, T, 1], "t": [T]}."""
+    system = physics.get("pendulum")
+    x0 = [system.sample_initial(
+        np.random.default_rng(np.random.SeedSequence([seed, 10 + _SPLITS[split], i])), 1)
+        for i in range(n)]
+    q0, p0 = (np.concatenate(a) for a in zip(*x0))
+    times = DT * np.arange(n_frames)
+    q, p = system.simulate(q0, p0, times)
+    frames = physics.render_states(system, q, 32).astype(np.float32) / 255
+    return {"frames": frames, "q": q, "p": p, "t": times}
+
+
+def _pairs(frames: np.ndarray) -> np.ndarray:
+    """[N, T-1, 2 F]: consecutive frames flattened and concatenated."""
+    flat = frames.reshape(frames.shape[0], frames.shape[1], -1)
+    return np.concatenate([flat[:, :-1], flat[:, 1:]], axis=-1)
+
+
+def _first_frame(model: PixelHNN, z: np.ndarray, shape) -> np.ndarray:
+    decoded = model.decoder(np.float32(z.reshape(-1, z.shape[-1]))).numpy()
+    size = int(np.prod(shape))
+    return np.clip(decoded[:, :size], 0, 1).reshape(*z.shape[:-1], *shape)
+
+
+def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: int = 40,
+                  n_test: int = 8, frames: int = 60, eval_frames: int = 150, seed: int = 0,
+                  verbose: bool = False) -> dict:
+    """Train a PixelHNN on pendulum frames and score its latent rollouts (module docstring)."""
+    check(schedule in SCHEDULES, "schedule", schedule, f"one of {tuple(SCHEDULES)}",
+          ConfigError)
+    for name, value in (("steps", steps), ("n_train", n_train), ("n_test", n_test),
+                        ("eval_frames", eval_frames)):
+        positive_int(name, value)
+    check(isinstance(frames, int) and frames >= 3, "frames", frames, "an integer >= 3")
+    out = folder("out", out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = _pairs(pendulum_frames(n_train, frames, split="train", seed=seed)["frames"])
+    x, x_next = train[:, :-1].reshape(-1, train.shape[-1]), train[:, 1:].reshape(
+        -1, train.shape[-1])
+    model = PixelHNN(PixelHNNConfig(pixels=train.shape[-1], seed=seed))
+    start = time.perf_counter()
+    stages = fit_schedule(model, x, x_next, steps=steps, schedule=SCHEDULES[schedule],
+                          seed=seed)
+    train_s = time.perf_counter() - start
+    if verbose:
+        for s in stages:
+            print(f"stage {s['stage']} ({s['steps']} steps, weights {s['weights']}): "
+                  f"ae {s['ae']:.2e} cc {s['cc']:.2e} hnn {s['hnn']:.2e}", flush=True)
+
+    test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed)
+    shape = test["frames"].shape[2:]
+    z0 = model.encoder(_pairs(test["frames"][:, :2])[:, 0]).numpy().astype(np.float64)
+    z = rollout_field(hnn.field_function(model.hnn), z0, np.arange(eval_frames, dtype=float))
+    learned_h = model.hnn.energy(z.reshape(-1, z.shape[-1])).numpy().reshape(z.shape[:2])
+    decoded = _first_frame(model, np.nan_to_num(z), shape)
+    truth = test["frames"][:, :eval_frames]
+    system = physics.get("pendulum")
+    read_model = readback.read_state(decoded, system, DT).energy
+    read_truth = readback.read_state(truth, system, DT).energy
+    true_e0 = system.hamiltonian(test["q"][:, 0], test["p"][:, 0])
+    inner = slice(2, -2)  # the 4th-order finite difference is one-sided within 2 frames of an end
+
+    def drift(energy):
+        e = energy[:, inner]
+        return np.nanmax(np.abs(e - e[:, :1]), axis=1) / true_e0
+
+    def error(energy):
+        return np.nanmean(np.abs(energy[:, inner] - true_e0[:, None]), axis=1) / true_e0
+
+    spread = max(float(np.std(learned_h[:, 0])), 1e-12)
+    result = {
+        "schedule": schedule, "steps": steps, "train_s": train_s, "stages": stages,
+        "n_train_pairs": len(x), "n_test": n_test, "eval_frames": eval_frames, "dt": DT,
+        "diverged": int((~np.isfinite(z).all(axis=(1, 2))).sum()),
+        "latent_h_drift": metrics.summary(metrics.energy_drift(learned_h, spread)),
+        "true_energy_drift": metrics.summary(drift(read_model)),
+        "true_energy_drift_readback_floor": metrics.summary(drift(read_truth)),
+        "true_energy_error": metrics.summary(error(read_model)),
+        "true_energy_error_readback_floor": metrics.summary(error(read_truth)),
+        "bob_found_fraction": float(np.isfinite(read_model).mean()),
+        "pixel_mse_30_x1e4": 1e4 * float(metrics.sequence_mse(decoded[:, :30],
+                                                              truth[:, :30]).mean()),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    series = {f"#{i}": (z[i, :, 0], z[i, :, 1]) for i in range(min(4, n_test))}
+    plots.line_plot(out / "latent.png", series, xlabel="z_q", ylabel="z_p",
+                    title="PixelHNN latent rollouts (150 frames each)",
+                    styles={k: {"linewidth": 1} for k in series})
+    frames_t = np.arange(eval_frames) * DT
+    energy = {"truth #0 (read back)": (frames_t, read_truth[0]),
+              "PixelHNN #0 (read back)": (frames_t, read_model[0]),
+              "truth #1 (read back)": (frames_t, read_truth[1]),
+              "PixelHNN #1 (read back)": (frames_t, read_model[1])}
+    plots.line_plot(out / "energy.png", energy, xlabel="t", ylabel="pendulum H read from frames",
+                    title="true energy of the decoded latent rollout")
+    plots.grid_png([truth[:1, ::10], decoded[:1, ::10]], out / "rollout.png",
+                   labels=["truth", "PixelHNN"])
+    return result
+
