@@ -77,7 +77,7 @@ def main():
         times.append(time.perf_counter() - t0)
     gpus = tf.config.list_physical_devices("GPU")
     print(f"preset={args.preset} integrator={cfg.model.integrator} "
-          f"precision={cfg.model.precision} batch={b} frames={t} "
+          f"precision={getattr(cfg.model, 'precision', 'float32')} batch={b} frames={t} "
           f"resolution={r} jit={args.jit} device={'GPU ' + gpus[0].name if gpus else 'CPU'} "
           f"threads={os.cpu_count()}")
     print(f"first step (trace + compile): {compile_s:.1f} s")
