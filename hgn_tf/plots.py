@@ -174,6 +174,14 @@ def animations(sequences, stem, **kwargs) -> tuple[pathlib.Path, pathlib.Path]:
             sequences_mp4(sequences, stem.with_suffix(".mp4"), **kwargs))
 
 
+def _save_figure(fig, path) -> None:
+    """Lays out `fig` and writes it to `path`, creating the folder."""
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
 @contextlib.contextmanager
 def _axes(path, *, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False):
     """A matplotlib (Agg) figure whose axes the body draws on; saved to `path` on exit."""
@@ -194,10 +202,7 @@ def _axes(path, *, xlabel: str, ylabel: str, title: str, logx: bool = False, log
         if title:
             ax.set_title(title)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        _save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -252,10 +257,7 @@ def density_panels(path, panels: dict, extent: tuple[float, float], *,
             ax.set_yticks([])
         if title:
             fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        _save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

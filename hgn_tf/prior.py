@@ -124,8 +124,23 @@ def _stateless(seed):
     return tf.cast(seed, tf.int32)
 
 
+class _Density:
+    """log_prob, sample and call of a prior, from its `distribution()` (a TFP distribution)."""
+
+    def log_prob(self, x):
+        """log p(x) for x [B, D] -> [B]."""
+        return self.distribution().log_prob(tf.cast(x, tf.float32))
+
+    def sample(self, n, seed=0):
+        """n draws [n, D]; `seed` an int or a stateless seed pair: the same seed, the same draws."""
+        return self.distribution().sample(n, seed=_stateless(seed))
+
+    def call(self, x, training=False):
+        return self.log_prob(x)
+
+
 @keras.saving.register_keras_serializable(package="hgn_tf")
-class GaussianMixturePrior(keras.Model):
+class GaussianMixturePrior(_Density, keras.Model):
     """p(s) = sum_k pi_k N(s; mu_k, L_k L_k^T) over s in R^dim (TFP `MixtureSameFamily`).
 
     The parameters are non-trainable weights (log pi [K], mu [K, dim], the Cholesky factors
@@ -176,17 +191,6 @@ class GaussianMixturePrior(keras.Model):
                 loc=tf.convert_to_tensor(self.means),
                 scale_tril=tf.convert_to_tensor(self.scale_trils)))
 
-    def log_prob(self, x):
-        """log p(x) for x [B, D] -> [B]."""
-        return self.distribution().log_prob(tf.cast(x, tf.float32))
-
-    def sample(self, n, seed=0):
-        """n draws [n, D]; `seed` an int or a stateless seed pair: the same seed, the same draws."""
-        return self.distribution().sample(n, seed=_stateless(seed))
-
-    def call(self, x, training=False):
-        return self.log_prob(x)
-
     def build_all(self):
         self.built = True
 
@@ -199,7 +203,7 @@ class GaussianMixturePrior(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="hgn_tf")
-class FlowPrior(keras.Model):
+class FlowPrior(_Density, keras.Model):
     """p(s): s = m + sigma * g(u), u ~ N(0, I), g a RealNVP (`hgn_tf.flows.realnvp`).
 
     m and sigma (the training states' mean and standard deviation, non-trainable weights) are set
@@ -231,17 +235,6 @@ class FlowPrior(keras.Model):
         standardise = tfb.Chain([tfb.Shift(tf.convert_to_tensor(self.shift)),
                                  tfb.Scale(tf.convert_to_tensor(self.scale))])
         return tfd.TransformedDistribution(self.flow.distribution(), standardise)
-
-    def log_prob(self, x):
-        """log p(x) for x [B, D] -> [B] (exact)."""
-        return self.distribution().log_prob(tf.cast(x, tf.float32))
-
-    def sample(self, n, seed=0):
-        """n draws [n, D]; `seed` an int or a stateless seed pair: the same seed, the same draws."""
-        return self.distribution().sample(n, seed=_stateless(seed))
-
-    def call(self, x, training=False):
-        return self.log_prob(x)
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
