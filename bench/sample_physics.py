@@ -8,7 +8,9 @@ table beside the ground-truth floor (the first --n test sequences: the stored fr
 from noisy states, and the clean states rendered). Nothing is written into the run folders; the
 sample pictures (PNG grid, tracks and energy read back) go to --out.
 
-Prior specs: `standard`, `gmm:K:full` / `gmm:K:diag` (K components), `flow:L` (RealNVP, L
+Prior specs: `standard`, `gmm:K:full` / `gmm:K:diag` (K components; optional fields
+`reg=R` for reg_covar, default 1e-3, and `pca=R` for EM in R principal directions:
+`gmm:32:full:pca=16`), `flow:L` (RealNVP, L
 couplings). Target (issue 9): every body found in >= 95% of sample frames, and the samples'
 median energy relative variance within 3x the stored frames' (the noisy floor).
 
@@ -35,12 +37,22 @@ def prior_config(spec: str, seed: int, flow_steps: int) -> PriorConfig | None:
     parts = spec.split(":")
     if parts == ["standard"]:
         return None
-    if parts[0] == "gmm" and len(parts) == 3:
-        return PriorConfig(kind="gmm", components=int(parts[1]), covariance=parts[2], seed=seed)
+    if parts[0] == "gmm" and len(parts) >= 3:
+        extra = {}
+        for field in parts[3:]:
+            key, _, value = field.partition("=")
+            if key not in ("reg", "pca") or not value:
+                raise SystemExit(f"--priors: unknown field {field!r} in {spec!r} "
+                                 "(reg=R, pca=R)")
+            extra["reg_covar" if key == "reg" else "pca_dim"] = (
+                float(value) if key == "reg" else int(value))
+        return PriorConfig(kind="gmm", components=int(parts[1]), covariance=parts[2], seed=seed,
+                           **extra)
     if parts[0] == "flow" and len(parts) == 2:
         return PriorConfig(kind="flow", coupling_layers=int(parts[1]), steps=flow_steps,
                            seed=seed)
-    raise SystemExit(f"--priors: unknown spec {spec!r} (standard, gmm:K:full|diag, flow:L)")
+    raise SystemExit(f"--priors: unknown spec {spec!r} "
+                     "(standard, gmm:K:full|diag[:reg=R][:pca=R], flow:L)")
 
 
 def batches(cfg, split, limit):

@@ -79,6 +79,13 @@ class PriorConfig:
       components: the mixture's components K (gmm).
       covariance: "full" or "diag" (gmm).
       reg_covar: added to the diagonal of every standardised covariance (gmm; EM's floor).
+      pca_dim: 0 (EM in all D dimensions), or r in [1, D): EM in the span of the standardised
+        states' r leading principal directions W [D, r], and the rest of the space given the
+        mean of the discarded eigenvalues as an isotropic variance (probabilistic PCA's maximum
+        likelihood noise): component k is N(W m_k, W S_k W^T + sigma^2 (I - W W^T)) in
+        standardised units (gmm, full covariance). The aggregate posterior lies near the
+        system's low-dimensional phase space inside D = 256 dimensions; fitting K full D x D
+        covariances to a few thousand states spreads mass off it.
       coupling_layers, hidden: the RealNVP's couplings and each coupling network's widths (flow).
       steps, batch_size, learning_rate: Adam's schedule (flow).
       samples_per_sequence: draws of z ~ q_phi(z | x) per encoded training sequence.
@@ -89,6 +96,7 @@ class PriorConfig:
     components: int = 16
     covariance: str = "full"
     reg_covar: float = 1e-3
+    pca_dim: int = 0
     coupling_layers: int = 4
     hidden: tuple[int, ...] = (256, 256)
     steps: int = 2000
@@ -104,6 +112,11 @@ class PriorConfig:
         for name in ("components", "coupling_layers", "steps", "batch_size",
                      "samples_per_sequence"):
             positive_int(name, getattr(self, name))
+        check(isinstance(self.pca_dim, int) and not isinstance(self.pca_dim, bool)
+              and self.pca_dim >= 0, "pca_dim", self.pca_dim, "an integer >= 0 (0: no PCA)")
+        check(self.pca_dim == 0 or (self.kind == "gmm" and self.covariance == "full"), "pca_dim",
+              self.pca_dim, f"0 unless kind='gmm' and covariance='full' (got kind={self.kind!r}, "
+              f"covariance={self.covariance!r})")
         check(isinstance(self.reg_covar, (int, float)) and np.isfinite(self.reg_covar)
               and self.reg_covar > 0, "reg_covar", self.reg_covar, "a finite number > 0")
         check(isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate)
@@ -282,17 +295,22 @@ def fit_prior(states, config: PriorConfig | None = None, *, verbose: int = 0):
     if config.kind == "gmm":
         check(config.components <= n, "components", config.components,
               f"at most the number of states ({n})")
+        check(config.pca_dim < d, "pca_dim", config.pca_dim,
+              f"less than the states' dimension ({d}), or 0")
         gm = GaussianMixture(config.components, covariance_type=config.covariance,
                              reg_covar=config.reg_covar, random_state=config.seed,
                              max_iter=500)
-        gm.fit(u)
-        cov = gm.covariances_  # [K, D, D] (full) or [K, D] (diag), standardised
+        if config.pca_dim:
+            means, cov = _fit_pca_mixture(gm, u, config.pca_dim)
+        else:
+            gm.fit(u)
+            means, cov = gm.means_, gm.covariances_  # cov [K, D, D] or [K, D], standardised
         if config.covariance == "diag":
             cov = cov * std ** 2
         else:
             cov = cov * std[:, None] * std[None, :]
         prior = GaussianMixturePrior(d, config.components)
-        prior.set_parameters(gm.weights_, mean + gm.means_ * std, cov)
+        prior.set_parameters(gm.weights_, mean + means * std, cov)
         return prior
     keras.utils.set_random_seed(config.seed)
     prior = FlowPrior(d, config.coupling_layers, config.hidden)
@@ -308,6 +326,22 @@ def fit_prior(states, config: PriorConfig | None = None, *, verbose: int = 0):
     fitted.build_all()
     fitted.set_weights(prior.get_weights())
     return fitted
+
+
+def _fit_pca_mixture(gm, u, r):
+    """EM of `gm` in the r leading principal directions of u [N, D] (centred, standardised);
+    returns (means [K, D], covariances [K, D, D]) in u's coordinates, the discarded
+    directions given their mean eigenvalue as an isotropic variance (`PriorConfig.pca_dim`)."""
+    n, d = u.shape
+    _, sing, vt = np.linalg.svd(u - u.mean(axis=0), full_matrices=False)
+    eig = sing ** 2 / n
+    w = vt[:r].T  # [D, r]
+    noise = float(eig[r:].sum() / (d - r))
+    gm.fit(u @ w)
+    means = gm.means_ @ w.T
+    residual = noise * (np.eye(d) - w @ w.T)
+    cov = np.einsum("ia,kab,jb->kij", w, gm.covariances_, w) + residual
+    return means, cov
 
 
 def aggregate_posterior(model, batches, *, samples_per_sequence: int = 1,

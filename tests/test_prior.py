@@ -67,6 +67,47 @@ def test_a_diagonal_mixture_has_diagonal_covariances_and_the_right_variances():
                                [[1.0, 0.2], [0.3, 2.0]], rtol=0.05)
 
 
+def test_a_pca_mixture_fits_the_subspace_and_gives_the_rest_the_discarded_variance():
+    # Two Gaussians inside a 2-D plane of 8-D space, plus isotropic noise of std 0.1 off it.
+    rng = np.random.default_rng(2)
+    basis = np.linalg.qr(rng.normal(size=(8, 2)))[0]  # [8, 2], orthonormal columns
+    y = np.concatenate([rng.normal([-3, 0], [0.5, 1.0], (3000, 2)),
+                        rng.normal([3, 1], [1.0, 0.3], (7000, 2))])
+    noise = rng.normal(size=(10_000, 8)) * 0.1
+    noise -= noise @ basis @ basis.T  # only off the plane
+    x = y @ basis.T + noise
+    std = x.std(axis=0)
+    prior = fit_prior(x, PriorConfig(kind="gmm", components=2, pca_dim=2, reg_covar=1e-6))
+    w = np.sort(np.exp(prior.log_weights.numpy()))
+    np.testing.assert_allclose(w, [0.3, 0.7], atol=0.02)
+    tril = prior.scale_trils.numpy()
+    cov = tril @ np.transpose(tril, (0, 2, 1)) / std[:, None] / std[None, :]  # standardised
+    # Off the fitted plane every component has the same isotropic variance (the mean of the
+    # discarded eigenvalues), and samples stay as close to the plane as the data.
+    u_plane = np.linalg.svd((x - x.mean(0)) / std, full_matrices=False)[2][:2].T
+    off = np.eye(8) - u_plane @ u_plane.T
+    for c in cov:
+        eig = np.linalg.eigvalsh(off @ c @ off)[2:]  # the 6 off-plane eigenvalues
+        np.testing.assert_allclose(eig, eig.mean(), rtol=1e-6)
+    samples = prior.sample(10_000, seed=(5, 6)).numpy()
+    dist_data = np.linalg.norm(((x - x.mean(0)) / std) @ off, axis=1).mean()
+    dist_samples = np.linalg.norm(((samples - x.mean(0)) / std) @ off, axis=1).mean()
+    assert abs(dist_samples / dist_data - 1) < 0.05
+
+
+@pytest.mark.parametrize("changes", [dict(pca_dim=2, covariance="diag"),
+                                     dict(pca_dim=2, kind="flow"), dict(pca_dim=-1)])
+def test_bad_pca_settings_name_pca_dim(changes):
+    with pytest.raises(ConfigError, match="pca_dim"):
+        PriorConfig(**changes)
+
+
+def test_a_pca_dimension_not_below_the_states_dimension_names_pca_dim():
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(ConfigError, match="pca_dim.*less than the states' dimension \\(3\\)"):
+        fit_prior(x, PriorConfig(components=2, pca_dim=3))
+
+
 def _flow_config():
     return PriorConfig(kind="flow", coupling_layers=2, hidden=(16,), steps=20, batch_size=32)
 
