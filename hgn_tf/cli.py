@@ -221,7 +221,8 @@ def cmd_evaluate(args):
 
 # `hgn fit-prior` flags: flag dest -> the `PriorConfig` field it sets.
 _PRIOR_FLAGS = {"kind": "kind", "components": "components", "covariance": "covariance",
-                "reg_covar": "reg_covar", "coupling_layers": "coupling_layers",
+                "reg_covar": "reg_covar", "pca_dim": "pca_dim",
+                "coupling_layers": "coupling_layers",
                 "steps": "steps", "samples_per_sequence": "samples_per_sequence",
                 "seed": "seed"}
 
@@ -548,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each component's covariance (gmm; default %(default)s)")
     p.add_argument("--reg-covar", type=float, default=1e-3,
                    help="added to each standardised covariance's diagonal (gmm; default "
+                        "%(default)s)")
+    p.add_argument("--pca-dim", type=int, default=0,
+                   help="EM in this many principal directions of the standardised states, the "
+                        "rest given their mean variance (gmm, full; 0: all; default "
                         "%(default)s)")
     p.add_argument("--coupling-layers", type=int, default=4,
                    help="the RealNVP's affine couplings (flow; default %(default)s)")

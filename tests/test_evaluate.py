@@ -78,7 +78,11 @@ def test_fit_prior_and_evaluate_prior_learned_from_the_command_line(tiny_run, tm
     assert cli.main(["fit-prior", "--run-dir", str(run), "--components", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--components 0" in err, err
-    assert cli.main(["fit-prior", "--run-dir", str(run), "--components", "2"]) == 0
+    assert cli.main(["fit-prior", "--run-dir", str(run), "--pca-dim", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--pca-dim -1" in err, err
+    assert cli.main(["fit-prior", "--run-dir", str(run), "--components", "2",
+                     "--pca-dim", "4"]) == 0
     assert "held out" in capsys.readouterr().out
     assert (run / "prior.json").exists() and (run / "prior.weights.h5").exists()
     assert cli.main(["evaluate", "--run-dir", str(run), "--horizon", "6", "--max-sequences",
