@@ -543,17 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("gmm", "flow"), default="gmm",
                    help="gmm: a Gaussian mixture fitted by EM; flow: a RealNVP fitted by "
                         "maximum likelihood (default %(default)s)")
-    p.add_argument("--components", type=int, default=16,
+    p.add_argument("--components", type=int, default=64,
                    help="the mixture's components (gmm; default %(default)s)")
     p.add_argument("--covariance", choices=("full", "diag"), default="full",
                    help="each component's covariance (gmm; default %(default)s)")
     p.add_argument("--reg-covar", type=float, default=1e-3,
                    help="added to each standardised covariance's diagonal (gmm; default "
                         "%(default)s)")
-    p.add_argument("--pca-dim", type=int, default=0,
+    p.add_argument("--pca-dim", type=int, default=None,
                    help="EM in this many principal directions of the standardised states, the "
-                        "rest given their mean variance (gmm, full; 0: all; default "
-                        "%(default)s)")
+                        "rest given their mean variance (gmm, full; 0: all directions; "
+                        "default: 32 for a full-covariance mixture)")
     p.add_argument("--coupling-layers", type=int, default=4,
                    help="the RealNVP's affine couplings (flow; default %(default)s)")
     p.add_argument("--steps", type=int, default=2000,

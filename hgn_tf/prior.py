@@ -79,13 +79,17 @@ class PriorConfig:
       components: the mixture's components K (gmm).
       covariance: "full" or "diag" (gmm).
       reg_covar: added to the diagonal of every standardised covariance (gmm; EM's floor).
-      pca_dim: 0 (EM in all D dimensions), or r in [1, D): EM in the span of the standardised
-        states' r leading principal directions W [D, r], and the rest of the space given the
-        mean of the discarded eigenvalues as an isotropic variance (probabilistic PCA's maximum
-        likelihood noise): component k is N(W m_k, W S_k W^T + sigma^2 (I - W W^T)) in
-        standardised units (gmm, full covariance). The aggregate posterior lies near the
-        system's low-dimensional phase space inside D = 256 dimensions; fitting K full D x D
-        covariances to a few thousand states spreads mass off it.
+      pca_dim: None (the default: 32 for a full-covariance mixture, else 0), 0 (EM in all D
+        dimensions), or r >= 1: EM in the span of the standardised states' r leading principal
+        directions W [D, r], and the rest of the space given the mean of the discarded
+        eigenvalues as an isotropic variance (probabilistic PCA's maximum-likelihood noise):
+        component k is N(W m_k, W S_k W^T + (sigma^2 + reg_covar) (I - W W^T)) in
+        standardised units (gmm, full covariance only). r >= D keeps every direction, i.e.
+        plain EM. Why: the aggregate posterior lies near the system's low-dimensional phase
+        space inside D = 256 dimensions, and K full D x D covariances fitted to a few thousand
+        states put mass off it (on the CPU two_body model, 16 components in all 256
+        dimensions: both bodies found in 76% of sample frames, their colours mixed; 64
+        components in 32 directions: 99%; bench/README).
       coupling_layers, hidden: the RealNVP's couplings and each coupling network's widths (flow).
       steps, batch_size, learning_rate: Adam's schedule (flow).
       samples_per_sequence: draws of z ~ q_phi(z | x) per encoded training sequence.
@@ -93,10 +97,10 @@ class PriorConfig:
     """
 
     kind: str = "gmm"
-    components: int = 16
+    components: int = 64
     covariance: str = "full"
     reg_covar: float = 1e-3
-    pca_dim: int = 0
+    pca_dim: int | None = None
     coupling_layers: int = 4
     hidden: tuple[int, ...] = (256, 256)
     steps: int = 2000
@@ -112,11 +116,13 @@ class PriorConfig:
         for name in ("components", "coupling_layers", "steps", "batch_size",
                      "samples_per_sequence"):
             positive_int(name, getattr(self, name))
-        check(isinstance(self.pca_dim, int) and not isinstance(self.pca_dim, bool)
-              and self.pca_dim >= 0, "pca_dim", self.pca_dim, "an integer >= 0 (0: no PCA)")
-        check(self.pca_dim == 0 or (self.kind == "gmm" and self.covariance == "full"), "pca_dim",
-              self.pca_dim, f"0 unless kind='gmm' and covariance='full' (got kind={self.kind!r}, "
-              f"covariance={self.covariance!r})")
+        check(self.pca_dim is None or (isinstance(self.pca_dim, int)
+                                       and not isinstance(self.pca_dim, bool)
+                                       and self.pca_dim >= 0),
+              "pca_dim", self.pca_dim, "None (auto) or an integer >= 0 (0: no PCA)")
+        check(not self.pca_dim or (self.kind == "gmm" and self.covariance == "full"), "pca_dim",
+              self.pca_dim, f"0 or None unless kind='gmm' and covariance='full' (got "
+              f"kind={self.kind!r}, covariance={self.covariance!r})")
         check(isinstance(self.reg_covar, (int, float)) and np.isfinite(self.reg_covar)
               and self.reg_covar > 0, "reg_covar", self.reg_covar, "a finite number > 0")
         check(isinstance(self.learning_rate, (int, float)) and np.isfinite(self.learning_rate)
@@ -128,6 +134,13 @@ class PriorConfig:
               "a non-empty tuple of positive integers")
         check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
               "seed", self.seed, "an integer >= 0")
+
+    @property
+    def resolved_pca_dim(self) -> int:
+        """`pca_dim`, with None resolved: 32 for a full-covariance mixture, else 0."""
+        if self.pca_dim is not None:
+            return self.pca_dim
+        return 32 if self.kind == "gmm" and self.covariance == "full" else 0
 
 
 def _stateless(seed):
@@ -295,13 +308,11 @@ def fit_prior(states, config: PriorConfig | None = None, *, verbose: int = 0):
     if config.kind == "gmm":
         check(config.components <= n, "components", config.components,
               f"at most the number of states ({n})")
-        check(config.pca_dim < d, "pca_dim", config.pca_dim,
-              f"less than the states' dimension ({d}), or 0")
         gm = GaussianMixture(config.components, covariance_type=config.covariance,
                              reg_covar=config.reg_covar, random_state=config.seed,
                              max_iter=500)
-        if config.pca_dim:
-            means, cov = _fit_pca_mixture(gm, u, config.pca_dim)
+        if 0 < config.resolved_pca_dim < d:
+            means, cov = _fit_pca_mixture(gm, u, config.resolved_pca_dim)
         else:
             gm.fit(u)
             means, cov = gm.means_, gm.covariances_  # cov [K, D, D] or [K, D], standardised
@@ -336,7 +347,9 @@ def _fit_pca_mixture(gm, u, r):
     _, sing, vt = np.linalg.svd(u - u.mean(axis=0), full_matrices=False)
     eig = sing ** 2 / n
     w = vt[:r].T  # [D, r]
-    noise = float(eig[r:].sum() / (d - r))
+    # EM's floor (reg_covar, already in S_k) applies to the discarded directions too, so every
+    # covariance is >= reg_covar * I, as in plain EM (and positive definite when N <= r).
+    noise = float(eig[r:].sum() / (d - r)) + gm.reg_covar
     gm.fit(u @ w)
     means = gm.means_ @ w.T
     residual = noise * (np.eye(d) - w @ w.T)
