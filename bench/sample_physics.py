@@ -131,7 +131,8 @@ def main():
             print(row(name, spec, fit_s, logp, r, floor), flush=True)
             stem = f"{name.replace('/', '_')}_{spec.replace(':', '-')}"
             plots.grid_png(frames[:8], out / f"{stem}_samples.png")
-            plausibility.write_pictures(frames[:4], system, frame_dt, out, stem)
+            plausibility.write_pictures(frames[:4], system, frame_dt, out, stem,
+                                        reference_frames=test["frames"][:4])
 
 
 if __name__ == "__main__":

@@ -283,4 +283,5 @@ def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: in
     if physics is not None:  # (system, frame_dt): the tracks and energy read back, drawn
         plausibility.write_pictures(pred[:n], *physics, out_dir, "rollout_physics")
         if not mc.deterministic:
-            plausibility.write_pictures(samples, *physics, out_dir, f"{stem}_physics")
+            plausibility.write_pictures(samples[:n], *physics, out_dir, f"{stem}_physics",
+                                        reference_frames=truth[:n])

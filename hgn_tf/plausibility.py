@@ -175,13 +175,15 @@ def physics_report(frames, system: PhysicalSystem, dt: float, *, true_q=None, t0
 
 
 def write_pictures(frames, system: PhysicalSystem, dt: float, out_dir, stem: str, *,
-                   true_energy=None, t0: float = 0.0) -> tuple:
+                   true_energy=None, reference_frames=None, t0: float = 0.0) -> tuple:
     """The state read back from frames [N, T, H, W, 3], shown: two pictures in `out_dir`.
 
     `<stem>_tracks.png`: the frames (one row per sequence) with each body's track read back drawn
     over them (plots.tracks_png: a line through its centres so far and a cross at the frame's).
     `<stem>_energy.png`: the true energy read back along each sequence, E_t / mean_t E, beside
-    `true_energy` [N, T] (dashed, same colour) when given.
+    `true_energy` [N, T] (dashed, same colour) when given, and the energy read back the same
+    way from `reference_frames` [M, T', H, W, 3] (real sequences, for samples: grey, dashed),
+    each curve over its own mean.
 
     Returns:
       the two paths.
@@ -206,6 +208,14 @@ def write_pictures(frames, system: PhysicalSystem, dt: float, out_dir, stem: str
         if true_energy is not None:
             series[f"{i} true"] = (frame_index, np.asarray(true_energy[i]) / reference)
             styles[f"{i} true"] = {"color": f"C{i}", "linestyle": "--"}
+    if reference_frames is not None:
+        reference_state = read_state(np.asarray(reference_frames), system, dt, t0=t0)
+        for i, energy in enumerate(reference_state.energy):
+            finite = energy[np.isfinite(energy)]
+            label = f"_real {i}" if i else "real sequences"  # "_": one legend entry
+            series[label] = (np.arange(len(energy)), energy / (finite.mean() if finite.size
+                                                               else 1.0))
+            styles[label] = {"color": "0.55", "linestyle": "--", "linewidth": 1}
     curve = plots.line_plot(
         out_dir / f"{stem}_energy.png", series, xlabel="frame", ylabel="E / mean E (true)",
         title=f"{system.name}: the true energy read back from the frames", styles=styles)

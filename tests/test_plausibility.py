@@ -114,7 +114,8 @@ def test_tracks_are_drawn_where_the_bodies_are(tmp_path):
     system = physics.get("three_body")
     data = physics.generate(system, 2, seed=0, split="test", n_frames=5)
     tracks, _ = plausibility.write_pictures(data["frames"], system, 0.125, tmp_path, "three",
-                                            true_energy=data["energy"])
+                                            true_energy=data["energy"],
+                                            reference_frames=data["frames"][:1])
     image = np.asarray(Image.open(tracks))
     centres = project(system.positions(data["q_noisy"]), system.world_extent, 32)
     scale, gap, left = 4, 1, 70
