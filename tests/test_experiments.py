@@ -77,6 +77,13 @@ def test_the_tables_have_the_expected_rows_and_columns(experiment):
     vpt = (root / "vpt.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in vpt if line.startswith("| ")][2:] == [
         "HGN leapfrog", "HGN euler", "noise floor"]
+    phys = (root / "physics.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in phys if line.startswith("| ")][2:] == [
+        "HGN leapfrog, rollouts", "HGN leapfrog, samples, N(0, I)", "HGN euler, rollouts",
+        "HGN euler, samples, N(0, I)", "stored frames", "clean states rendered"]
+    clean = next(line for line in phys if line.startswith("| clean states rendered"))
+    # The clean render, read back: every body found, the true states to a fraction of a pixel.
+    assert clean.count("1.000 /") == 2 and clean.count(" px") == 2, clean
 
 
 def test_noise_floor_is_zero_on_its_own_states_and_grows_with_noise():

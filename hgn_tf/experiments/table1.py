@@ -21,7 +21,7 @@ Layout of `out`:
     <protocol>/<system>/<variant>/      the pair's training run (config, backup, history, weights)
                                         and its eval/ (metrics.json, pictures); timing.json
     <protocol>/<system>/noise_floor.json
-    <protocol>/table1.md, table1.csv, table2.md, vpt.md
+    <protocol>/table1.md, table1.csv, table2.md, vpt.md, physics.md
 
 Resuming: run the same command again. A pair whose eval/metrics.json exists is not retrained; a
 killed pair resumes its training from its last epoch (`hgn_tf.train`); the tables are rewritten
@@ -220,7 +220,8 @@ def _published(table: dict, variant: str, system: str) -> str:
 
 
 def write_tables(root, protocol: str) -> None:
-    """table1.md, table1.csv, table2.md and vpt.md from the pairs' files under `root`."""
+    """table1.md, table1.csv, table2.md, vpt.md and physics.md from the pairs' files under
+    `root`."""
     check(protocol in PROTOCOLS, "protocol", protocol, f"one of {tuple(PROTOCOLS)}")
     root = pathlib.Path(root)
     pairs = _pairs(root)
@@ -331,3 +332,46 @@ def write_tables(root, protocol: str) -> None:
             f"{reports[s]['test']['vpt']:.1f} / {reports[s]['test']['vpt_median']:.0f}"
             for s in systems) + " |")
     (root / "vpt.md").write_text("\n".join(lines) + "\n")
+    _write_physics_table(root, pairs, systems, variants)
+
+
+def _physics_cell(report: dict | None) -> str:
+    """found / energy relative variance (median) [/ position error, px] of a physics report."""
+    if not report:
+        return "-"
+    var = report.get("energy_rel_var_median")
+    cell = f"{report['found_fraction']:.3f} / " + ("-" if var is None else f"{var:.3g}")
+    if report.get("position_error_px") is not None:
+        cell += f" / {report['position_error_px']:.2f} px"
+    return cell
+
+
+def _write_physics_table(root: pathlib.Path, pairs: dict, systems, variants) -> None:
+    """physics.md: the physics read back from the frames (`hgn_tf.plausibility`) of the test
+    rollouts and of samples from N(0, I), beside the stored frames and the clean render."""
+    lines = ["# Physics read back from the frames (test split; `hgn_tf.plausibility`)", "",
+             "Each cell: the fraction of frames where every body is found / the median over "
+             "sequences of the true energy's relative variance Var_t E / mean_t(E)^2 [/ the mean "
+             "position error against the true states, pixels]. Rollouts: the 30-frame unroll "
+             "scored in table1.md; samples: from N(0, I) (`hgn fit-prior` and "
+             "`hgn evaluate --prior learned` for a learned prior). The stored frames are rendered "
+             "from noisy states (their finite-difference energy is noisy); the clean render is "
+             "the floor a perfect model reaches.", "",
+             "| model | " + " | ".join(systems) + " |", "|" + " --- |" * (1 + len(systems))]
+
+    def row(name, pick):
+        cells = []
+        for s in systems:
+            reports = [pick(m) for v, (m, _) in pairs[s].items() if v in variants]
+            cells.append(_physics_cell(next((r for r in reports if r), None)))
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    for v in variants:
+        for what, pick in (("rollouts", lambda m: m["test"].get("physics", {}).get("model")),
+                           ("samples, N(0, I)", lambda m: m.get("samples", {}).get("physics"))):
+            cells = [_physics_cell(pick(pairs[s][v][0]) if v in pairs[s] else None)
+                     for s in systems]
+            lines.append(f"| HGN {v}, {what} | " + " | ".join(cells) + " |")
+    lines.append(row("stored frames", lambda m: m["test"].get("physics", {}).get("truth")))
+    lines.append(row("clean states rendered", lambda m: m["test"].get("physics", {}).get("clean")))
+    (root / "physics.md").write_text("\n".join(lines) + "\n")
