@@ -146,8 +146,12 @@ class HNNConv(keras.Model):
         self.integrator = integrators.get("leapfrog")
         self.trackers = {name: keras.metrics.Mean(name=name)
                          for name in ("loss", "ae", "cc", "hnn")}
-        size = c.resolution
-        self(tf.zeros([1, 2, size, size, 3]))  # build every weight
+        # Build every weight (each part on its own input: a first call of the whole model
+        # would make Keras build it before its parts).
+        z = self.encoder(tf.zeros([1, 2, c.resolution, c.resolution, 3]))
+        self.decoder(z)
+        self.hnn(tf.zeros([1, c.latent_dim], tf.float64))
+        self.built = True
 
     @property
     def metrics(self):
