@@ -12,6 +12,7 @@ hgn demo --out DIR                                     the whole main job on a s
 hgn flows --density mog --model both --out DIR         NHF beside RealNVP on a 2-D density
 hgn baselines hnn --task spring --out DIR             HNN beside the baseline MLP: table, pictures
 hgn baselines pixel-hnn --out DIR                      PixelHNN on pendulum frames: latent orbits
+hgn baselines hnn-conv --system S --steps N --out DIR  HNN-conv (HGN A.3): Table 1 pixel MSE
 hgn export / serve / rollout, hgn tune                 see hgn_tf.export, hgn_tf.tuning
 
 A user's mistake (`hgn_tf.errors.HGNError`) is printed as one line, exit status 2.
@@ -346,7 +347,7 @@ def cmd_baselines_hnn(args):
 
     tasks = TASK_NAMES if "all" in args.task else tuple(dict.fromkeys(args.task))
     table = run_hnn(args.out, tasks, data_dir=args.data_dir, steps=args.steps, seed=args.seed,
-                    verbose=True)
+                    solver=args.solver, method=args.ivp_method, verbose=True)
     print(table.read_text(), end="")
     print(f"table: {table}; pictures: {pathlib.Path(args.out)}/<task>/phase.png, energy.png")
 
@@ -365,7 +366,20 @@ def cmd_baselines_pixel_hnn(args):
           f"{pathlib.Path(args.out)}/metrics.json, latent.png, energy.png, rollout.png")
 
 
+def cmd_baselines_hnn_conv(args):
+    from hgn_tf.baselines.hnn_conv_run import run_hnn_conv
+
+    run_hnn_conv(args.out, system=args.system, steps=args.steps, batch_size=args.batch_size,
+                 preset=args.preset, learning_rate=args.learning_rate, data_dir=args.data_dir,
+                 max_examples=args.max_examples, eval_sequences=args.eval_sequences,
+                 seed=args.seed, verbose=True)
+    out = pathlib.Path(args.out)
+    print((out / "table.md").read_text(), end="")
+    print(f"{out}/metrics.json, rollout_vs_truth.png, per_step_mse.png, table.md, model/")
+
+
 def _add_baselines_parser(sub):
+    from hgn_tf.baselines.evaluate import IVP_METHODS, SOLVERS
     from hgn_tf.baselines.tasks import TASK_NAMES
 
     baselines = sub.add_parser("baselines", help="the models HGN is compared with").add_subparsers(
@@ -383,6 +397,11 @@ def _add_baselines_parser(sub):
     p.add_argument("--out", default="runs/baselines",
                    help="output folder: table.md, <task>/ (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
+    p.add_argument("--solver", choices=SOLVERS, default="solve_ivp",
+                   help="evaluation rollouts: scipy's solve_ivp once per initial state, or the "
+                        "library's batched DOP853 (default %(default)s)")
+    p.add_argument("--ivp-method", choices=IVP_METHODS, default="DOP853",
+                   help="solve_ivp's method, at rtol = atol = 1e-12 (default %(default)s)")
     p.set_defaults(func=cmd_baselines_hnn)
 
     from hgn_tf.baselines.pixel_run import SCHEDULES
@@ -398,6 +417,29 @@ def _add_baselines_parser(sub):
     p.add_argument("--out", default="runs/pixel_hnn",
                    help="output folder (default %(default)s)")
     p.set_defaults(func=cmd_baselines_pixel_hnn)
+
+    from hgn_tf.baselines.hnn_conv_run import PRESETS, SYSTEMS
+
+    p = baselines.add_parser("hnn-conv", help="HNN-conv (HGN A.3): HGN's conv encoder/decoder "
+                                              "around an HNN; Table 1 pixel MSE")
+    p.add_argument("--system", choices=SYSTEMS, default="pendulum",
+                   help="the dataset (default %(default)s)")
+    p.add_argument("--steps", type=int, default=15_000,
+                   help="Adam steps (default %(default)s, A.3's)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="windows of 3 frames per step (default %(default)s, A.3's)")
+    p.add_argument("--learning-rate", type=float, default=1e-3,
+                   help="Adam's learning rate (default %(default)s)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="paper",
+                   help="network sizes: paper (HGN A.1) or smaller ones (default %(default)s)")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="build and use only the first N sequences of each split")
+    p.add_argument("--eval-sequences", type=int, default=256,
+                   help="sequences of each split scored (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights and batches (default 0)")
+    p.add_argument("--out", default="runs/hnn_conv", help="output folder (default %(default)s)")
+    p.add_argument("--data-dir", default=None, help="TFDS data dir (default ~/tensorflow_datasets)")
+    p.set_defaults(func=cmd_baselines_hnn_conv)
 
 
 def _add_data_args(p, positional_system=False):

@@ -45,11 +45,15 @@ class _TrueHamiltonian(keras.layers.Layer):
         return (3 * (1 - tf.cos(x[:, :1])) + x[:, 1:] ** 2)
 
 
-def test_an_hnn_with_the_true_hamiltonian_reproduces_the_truth_and_conserves_energy():
-    task = tasks.get_task("pendulum")
+@pytest.mark.parametrize("solver,n_states,span", [("batched", 5, 20.0), ("solve_ivp", 2, 4.0)])
+def test_an_hnn_with_the_true_hamiltonian_reproduces_the_truth_and_conserves_energy(
+        solver, n_states, span):
+    # solve_ivp calls the field once per state and stage: a shorter span keeps the test short.
+    task = tasks.get_task("pendulum", eval_span=(0.0, span), eval_points=int(5 * span))
     true_h = _TrueHamiltonian(name="true_h", dtype="float64")
     model = hnn.HNN(hnn.HNNConfig(state_dim=2), network=true_h)
-    scores, rollouts = evaluate_fields(task, {"hnn": hnn.field_function(model)}, n_states=5)
+    scores, rollouts = evaluate_fields(task, {"hnn": hnn.field_function(model)},
+                                       n_states=n_states, solver=solver)
     assert scores["hnn"]["diverged"] == 0
     assert scores["hnn"]["state_mse"] < 1e-16
     assert scores["hnn"]["energy_mse"] < 1e-18
@@ -165,10 +169,35 @@ def test_trajectory_metrics_match_hand_computations():
         metrics.split_standard_error(np.arange(7.0))
 
 
-def test_a_diverging_field_is_counted_not_dropped():
+@pytest.mark.parametrize("solver,method", [("batched", "DOP853"), ("solve_ivp", "DOP853"),
+                                           ("solve_ivp", "RK45")])
+def test_a_diverging_field_is_counted_not_dropped(solver, method):
     times = np.linspace(0.0, 2.0, 5)
-    out = rollout_field(lambda x: x**2, np.array([[1.0], [-1.0]]), times, max_steps=2000)
+    out = rollout_field(lambda x: x**2, np.array([[1.0], [-1.0]]), times, max_steps=2000,
+                        solver=solver, method=method)
     assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()  # x' = x^2 blows up at t = 1
+    np.testing.assert_allclose(out[1, :, 0], -1 / (1 + times), rtol=1e-10)  # x = -1 / (1 + t)
+
+
+def test_solve_ivp_rollout_is_scipys_on_one_state_at_a_time():
+    from scipy.integrate import solve_ivp
+
+    calls = []
+
+    def field(x):  # the harmonic oscillator, H = (q^2 + p^2) / 2
+        calls.append(x.shape)
+        return np.stack([x[:, 1], -x[:, 0]], -1)
+
+    x0, times = np.array([[1.0, 0.0], [0.0, 2.0]]), np.linspace(0.0, 3.0, 7)
+    out = rollout_field(field, x0, times)
+    assert set(calls) == {(1, 2)}
+    exact = np.stack([np.stack([x0[:, 0] * np.cos(t) + x0[:, 1] * np.sin(t),
+                                -x0[:, 0] * np.sin(t) + x0[:, 1] * np.cos(t)], -1)
+                      for t in times], 1)
+    np.testing.assert_allclose(out, exact, atol=1e-10)
+    ref = solve_ivp(lambda t, y: field(y[None])[0], (0.0, 3.0), x0[1], method="DOP853",
+                    t_eval=times, rtol=1e-12, atol=1e-12).y.T
+    np.testing.assert_array_equal(out[1], ref)
 
 
 def test_bad_arguments_are_named_errors(capsys):
@@ -179,6 +208,8 @@ def test_bad_arguments_are_named_errors(capsys):
     assert cli.main(["baselines", "hnn", "--steps", "0", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--steps" in err[0] and "got 0" in err[0]
+    with pytest.raises(ConfigError, match="solver"):
+        rollout_field(lambda x: x, np.zeros((1, 2)), [0.0, 1.0], solver="odeint")
 
 
 def test_pixel_hnn_loss_terms_equal_their_closed_forms():

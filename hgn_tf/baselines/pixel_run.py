@@ -97,7 +97,8 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
     test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed)
     shape = test["frames"].shape[2:]
     z0 = model.encoder(_pairs(test["frames"][:, :2])[:, 0]).numpy().astype(np.float64)
-    z = rollout_field(hnn.field_function(model.hnn), z0, np.arange(eval_frames, dtype=float))
+    z = rollout_field(hnn.field_function(model.hnn), z0, np.arange(eval_frames, dtype=float),
+                      solver="batched")
     learned_h = model.hnn.energy(z.reshape(-1, z.shape[-1])).numpy().reshape(z.shape[:2])
     decoded = _first_frame(model, np.nan_to_num(z), shape)
     truth = test["frames"][:, :eval_frames]

@@ -4,7 +4,8 @@ For each task: the `hnn_tasks/<task>` TFDS dataset is built (or read) in `data_d
 points are every (x, dx/dt) of the train split (trajectories flattened), the test split is scored
 during training; both models are trained with the task's official protocol (Adam 1e-3, `steps`
 steps of `batch_size` points, weight decay); both learned fields are rolled out from 15 initial
-states (`hgn_tf.baselines.evaluate`) and scored with the true energy. Writes
+states (`hgn_tf.baselines.evaluate`: scipy's `solve_ivp` per state by default, DOP853 at
+rtol = atol = 1e-12) and scored with the true energy. Writes
 
     OUT/<task>/metrics.json        scores, training curves, settings, wall time
     OUT/<task>/phase.png           phase-space trajectories: truth, baseline, HNN
@@ -23,9 +24,9 @@ import numpy as np
 
 from hgn_tf import plots
 from hgn_tf.baselines import hnn
-from hgn_tf.baselines.evaluate import N_STATES, evaluate_fields
+from hgn_tf.baselines.evaluate import IVP_METHODS, N_STATES, SOLVERS, evaluate_fields
 from hgn_tf.baselines.tasks import TASK_NAMES, Task, get_task
-from hgn_tf.errors import folder, positive_int
+from hgn_tf.errors import check, folder, positive_int
 
 __all__ = ["OFFICIAL", "SEED002", "load_task_data", "run_hnn", "write_table"]
 
@@ -82,12 +83,14 @@ def _pictures(task: Task, rollouts: dict, out: pathlib.Path) -> None:
                     styles={k: {"color": colours[k]} for k in names})
 
 
-def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool) -> dict:
+def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
+              solver: str = "solve_ivp", method: str = "DOP853") -> dict:
     data = load_task_data(task.name, data_dir)
     record = {"task": task.name, "system": task.system, "overrides": dict(task.overrides),
               "steps": task.steps, "batch_size": task.batch_size,
               "weight_decay": task.weight_decay, "seed": seed,
-              "train_points": len(data["train"][0]), "n_states": N_STATES}
+              "train_points": len(data["train"][0]), "n_states": N_STATES,
+              "solver": solver, "ivp_method": method if solver == "solve_ivp" else "DOP853"}
     fields = {}
     for kind in ("baseline", "hnn"):
         start = time.perf_counter()
@@ -103,7 +106,7 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool)
             print(f"{task.name} {kind}: {task.steps} steps in {record[f'{kind}_train_s']:.0f} s, "
                   f"test field MSE {curves['test_loss'][-1]:.3e}", flush=True)
     start = time.perf_counter()
-    scores, rollouts = evaluate_fields(task, fields, seed=seed)
+    scores, rollouts = evaluate_fields(task, fields, seed=seed, solver=solver, method=method)
     record["eval_s"] = time.perf_counter() - start
     record["scores"] = scores
     _pictures(task, rollouts, out)
@@ -146,13 +149,17 @@ def write_table(out) -> pathlib.Path:
 
 
 def run_hnn(out, tasks=("spring",), *, data_dir=None, steps: int | None = None,
-            seed: int = 0, verbose: bool = False) -> pathlib.Path:
+            seed: int = 0, solver: str = "solve_ivp", method: str = "DOP853",
+            verbose: bool = False) -> pathlib.Path:
     """Train, evaluate and tabulate each task (see the module docstring); returns table.md.
 
     Args:
       tasks: names from `TASK_NAMES`.
       steps: replaces every task's official number of steps (None: keep it).
+      solver, method: the evaluation's ODE solver (`hgn_tf.baselines.evaluate.rollout_field`).
     """
+    check(solver in SOLVERS, "solver", solver, f"one of {SOLVERS}")
+    check(method in IVP_METHODS, "method", method, f"one of {IVP_METHODS}")
     out = folder("out", out)
     if steps is not None:
         positive_int("steps", steps)
@@ -162,5 +169,5 @@ def run_hnn(out, tasks=("spring",), *, data_dir=None, steps: int | None = None,
         task = task if steps is None else get_task(name, steps=steps)
         task_out = out / name
         task_out.mkdir(parents=True, exist_ok=True)
-        _run_task(task, task_out, data_dir, seed, verbose)
+        _run_task(task, task_out, data_dir, seed, verbose, solver, method)
     return write_table(out)
