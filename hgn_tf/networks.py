@@ -23,6 +23,19 @@ Open choices of the paper, decided here (and why):
     a final 3x3 conv to 3 channels and ONE sigmoid at the output. The paper's "sigmoid in each
     block" would squash the residual stream between blocks; we keep it only where the pixels
     need [0, 1].
+    Computed fused, with the same variables: the upsampled image is piecewise constant on 2x2
+    cells, so (1) the 1x1 skip commutes with the upsampling (project, then upsample: 4x fewer
+    products), and (2) the first 3x3 'same' conv of u = up(x) is, for each output phase
+    (y mod 2, x mod 2), a 2x2 conv of the low-resolution x zero-padded by one, whose taps are
+    sums of the 3x3 taps (`_upsampled_conv3x3`); the four phases are one VALID conv with 4x the
+    output channels, interleaved by depth_to_space. Exact: the same products, summed in another
+    order (the zero pad of u is the upsampled zero pad of x). Per block of input H x H x C and
+    F filters, multiply-adds
+        plain:  9 C F (2H)^2  +  9 F^2 (2H)^2  +  C F (2H)^2
+        fused: 16 C F (H+1)^2 +  9 F^2 (2H)^2  +  C F H^2
+    (the second conv reads the non-constant h and is unchanged). Paper preset (C = 16, 64, 64;
+    H = 4, 8, 16; F = 64; output conv 9 * 64 * 3 * 32^2): 104.4 -> 77.3 M multiply-adds per
+    frame, 100.2 -> 74.2 GFLOP forward for the 480 frames of a training batch.
   * Direct dynamics ("integrator modelling", [Re] HGN): a conv net with the Hamiltonian net's
     shape whose output is (dq/dt, dp/dt) directly; no energy, no gradient.
 """
@@ -161,20 +174,84 @@ class DirectDynamics(keras.layers.Layer):
         return x[..., : self.latent_channels], x[..., self.latent_channels :]
 
 
+def _phase_taps(kernel, axis):
+    """Split a 3-tap axis of `kernel` into the 2-tap kernels of the two output phases.
+
+    On a nearest-x2 upsampled input u[y] = x[y // 2] (zero outside), the 3-tap 'same' filter
+    sum_d k[d] u[y + d - 1] reads, for y = 2i + a:
+        a = 0:  x[i - 1] k[0] + x[i] (k[1] + k[2])
+        a = 1:  x[i] (k[0] + k[1]) + x[i + 1] k[2]
+    i.e. a 2-tap VALID filter on x padded by one: (k[0], k[1] + k[2]) at (i - 1, i) for a = 0 and
+    (k[0] + k[1], k[2]) at (i, i + 1) for a = 1. Returns them in slot order (a = 1, a = 0), each
+    with `axis` of length 2 (see `_upsampled_conv3x3` for why that order).
+    """
+    k0, k1, k2 = tf.unstack(kernel, 3, axis=axis)
+    return tf.stack([k0 + k1, k2], axis=axis), tf.stack([k0, k1 + k2], axis=axis)
+
+
+def _upsampled_conv3x3(x, kernel):
+    """conv3x3_same(upsample_nearest_x2(x), kernel), without bias, computed at x's resolution.
+
+    x [B, H, W, C], kernel [3, 3, C, F] -> [B, 2H, 2W, F], equal to the reference up to float
+    rounding (the taps are summed before the products instead of after).
+
+    Each output pixel (2i + a, 2j + b) is a 2x2 filter (`_phase_taps` on rows, then columns) on
+    x zero-padded by one. The zero padding is the same: the 'same' conv's pad pixel at high-res
+    row -1 (or 2H) is the nearest upsampling of low-res pad row -1 (or H). The four phases are
+    one VALID conv with 4F output channels on the padded x, [B, H + 1, W + 1, 4F]: its pixel
+    (i, j) in phase (a, b) is output pixel (2i - a, 2j - b). With phase (a, b) in channel slot
+    (1 - a, 1 - b), depth_to_space puts it at (2i + 1 - a, 2j + 1 - b): the output shifted by
+    one pixel, so a crop of one pixel on each side gives it.
+
+    Cost: 16 C F (H + 1)(W + 1) multiply-adds instead of 36 C F H W (0.56x at H = W = 8,
+    0.50x at 16).
+    """
+    rows = _phase_taps(kernel, 0)
+    phases = [k for r in rows for k in _phase_taps(r, 1)]  # slots (s, t) in row-major order
+    fused = tf.concat(phases, axis=-1)  # [2, 2, C, 4F]
+    y = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), fused, 1, "VALID")
+    z = tf.nn.depth_to_space(y, 2)  # [B, 2H + 2, 2W + 2, F]
+    shape = tf.shape(x)
+    return z[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
+
+
 class _ResidualUpBlock(keras.layers.Layer):
+    """x [B, H, W, C] -> [B, 2H, 2W, filters]: with u = upsample_nearest_x2(x),
+
+        h = leaky(conv2(leaky(conv1(u))));  out = h + skip(u)
+
+    computed without forming the upsampled conv input: conv1(u) by `_upsampled_conv3x3` (4 taps
+    per output pixel instead of 9) and skip(u) = upsample(skip(x)) (a 1x1 conv commutes with
+    nearest upsampling: 4x fewer products), added by broadcasting over each 2x2 cell. Exact up
+    to float rounding; the variables (conv1 3x3, conv2 3x3, skip 1x1, each with its bias) are
+    those of the plain computation, so weights saved by either load into the other. Keep the
+    class name: a Keras weights file names the layers of `Decoder.blocks` (a list) by it.
+    """
+
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
         policy = self.dtype_policy
-        self.up = keras.layers.UpSampling2D(2, interpolation="nearest", dtype=policy)
+        self.filters = filters
         self.conv1 = _conv(filters, name="conv1", dtype=policy)
         self.conv2 = _conv(filters, name="conv2", dtype=policy)
         self.skip = _conv(filters, kernel_size=1, name="skip", dtype=policy)
 
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.conv1.build((None, None, None, channels))  # its kernel and bias are used directly
+        self.conv2.build((None, None, None, self.filters))
+        self.skip.build((None, None, None, channels))
+
     def call(self, x):
-        x = self.up(x)
-        h = tf.nn.leaky_relu(self.conv1(x), alpha=0.2)
+        dtype = self.compute_dtype
+        h = _upsampled_conv3x3(x, tf.cast(self.conv1.kernel, dtype))
+        h = tf.nn.leaky_relu(tf.nn.bias_add(h, tf.cast(self.conv1.bias, dtype)), alpha=0.2)
         h = tf.nn.leaky_relu(self.conv2(h), alpha=0.2)
-        return h + self.skip(x)
+        s = self.skip(x)  # [B, H, W, F]
+        shape = tf.shape(s)
+        b, hh, ww = shape[0], shape[1], shape[2]
+        cells = tf.reshape(h, [b, hh, 2, ww, 2, self.filters]) + s[:, :, None, :, None, :]
+        return tf.reshape(cells, [b, 2 * hh, 2 * ww, self.filters])
 
 
 class Decoder(keras.layers.Layer):

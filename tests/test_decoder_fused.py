@@ -1,0 +1,163 @@
+"""The decoder's fused upsample + conv equals the plain computation it replaces.
+
+Reference: nearest x2 upsampling (Keras UpSampling2D) followed by the 3x3 'same' and 1x1 convs,
+with the same kernels; checked in value and in every gradient, and for weights files saved in the
+plain layout.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hgn_tf import networks
+
+
+def _assert_close(a, b, tol, name):
+    """max |a - b| <= tol * max |b|: float rounding of sums of many products, nothing more."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, name
+    scale = np.abs(b).max()
+    assert scale > 0, name
+    assert np.abs(a - b).max() <= tol * scale, (name, np.abs(a - b).max() / scale)
+
+
+def _up(x):
+    return keras.layers.UpSampling2D(2, interpolation="nearest", dtype=x.dtype)(x)
+
+
+@pytest.mark.parametrize("batch,height,width,cin,cout", [
+    (3, 5, 7, 3, 5), (1, 1, 1, 2, 1), (2, 4, 4, 1, 7), (5, 2, 6, 4, 3)])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-13), ("float32", 1e-6)])
+def test_upsampled_conv_equals_conv_of_upsampled(batch, height, width, cin, cout, dtype, tol):
+    rng = np.random.default_rng([batch, height, width, cin, cout])
+    x = tf.constant(rng.normal(size=(batch, height, width, cin)), dtype)
+    kernel = tf.constant(rng.normal(size=(3, 3, cin, cout)), dtype)
+    cotangent = tf.constant(rng.normal(size=(batch, 2 * height, 2 * width, cout)), dtype)
+
+    def grads(f):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = f(x, kernel)
+            loss = tf.reduce_sum(y * cotangent)
+        return [y, *tape.gradient(loss, [x, kernel])]
+
+    fused = grads(networks._upsampled_conv3x3)
+    plain = grads(lambda x, k: tf.nn.conv2d(_up(x), k, 1, "SAME"))
+    assert fused[0].shape == (batch, 2 * height, 2 * width, cout)
+    for name, a, b in zip(["value", "d/dx", "d/dkernel"], fused, plain):
+        _assert_close(a, b, tol, name)
+
+
+def _plain_block(block, x):
+    """The block's computation as written before the fusion, on its own sublayers."""
+    u = _up(x)
+    h = tf.nn.leaky_relu(block.conv1(u), alpha=0.2)
+    h = tf.nn.leaky_relu(block.conv2(h), alpha=0.2)
+    return h + block.skip(u)
+
+
+def _randomize(layer, seed):
+    rng = np.random.default_rng(seed)
+    for v in layer.weights:  # biases too (they start at zero); activations stay O(1)
+        scale = 1 / np.sqrt(np.prod(v.shape[:-1])) if len(v.shape) > 1 else 0.3
+        v.assign(rng.normal(scale=scale, size=v.shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("batch,height,width,cin,filters", [(3, 4, 4, 3, 5), (2, 3, 5, 16, 7)])
+def test_block_equals_plain_block_in_value_and_gradients(batch, height, width, cin, filters):
+    block = networks._ResidualUpBlock(filters)
+    x = tf.random.stateless_normal([batch, height, width, cin], seed=[1, cin])
+    block(x)
+    _randomize(block, cin)
+    cotangent = tf.random.stateless_normal([batch, 2 * height, 2 * width, filters], seed=[2, 0])
+
+    def grads(f):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+            loss = tf.reduce_sum(y * cotangent)
+        return [y, *tape.gradient(loss, [x, *block.trainable_variables])]
+
+    fused, plain = grads(block), grads(lambda x: _plain_block(block, x))
+    names = ["value", "d/dx"] + [v.path for v in block.trainable_variables]
+    assert len(names) == 8  # conv1, conv2, skip: kernel and bias each
+    for name, a, b in zip(names, fused, plain):
+        assert a is not None and b is not None, name
+        _assert_close(a, b, 1e-6, name)
+
+
+def test_block_variables_are_the_plain_convs():
+    block = networks._ResidualUpBlock(6, name="block0")
+    block(tf.zeros([1, 2, 2, 3]))
+    assert [(v.path, tuple(v.shape)) for v in block.weights] == [
+        ("block0/conv1/kernel", (3, 3, 3, 6)), ("block0/conv1/bias", (6,)),
+        ("block0/conv2/kernel", (3, 3, 6, 6)), ("block0/conv2/bias", (6,)),
+        ("block0/skip/kernel", (1, 1, 3, 6)), ("block0/skip/bias", (6,))]
+
+
+class _ResidualUpBlock(keras.layers.Layer):
+    """`networks._ResidualUpBlock` as it was before the fusion (an UpSampling2D sublayer, the
+    convs on its output). Same class name: a weights file names a list's layers by their class."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.up = keras.layers.UpSampling2D(2, interpolation="nearest")
+        self.conv1 = networks._conv(filters, name="conv1")
+        self.conv2 = networks._conv(filters, name="conv2")
+        self.skip = networks._conv(filters, kernel_size=1, name="skip")
+
+    def call(self, x):
+        return _plain_block(self, x)
+
+
+class _PlainDecoder(keras.layers.Layer):
+    def __init__(self, filters, blocks, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [_ResidualUpBlock(filters, name=f"block{i}") for i in range(blocks)]
+        self.out = networks._conv(3, "sigmoid", name="out")
+
+    def call(self, q):
+        for block in self.blocks:
+            q = block(q)
+        return self.out(q)
+
+
+class _Holder(keras.Model):
+    def __init__(self, decoder):
+        super().__init__(name="holder")
+        self.decoder = decoder
+
+    def call(self, q):
+        return self.decoder(q)
+
+
+@pytest.mark.parametrize("direction", ["plain->fused", "fused->plain"])
+def test_weights_file_of_either_layout_loads_into_the_other(tmp_path, direction):
+    q = tf.random.stateless_normal([3, 2, 2, 5], seed=[3, 3])
+    plain = _Holder(_PlainDecoder(7, 2, name="decoder"))
+    fused = _Holder(networks.Decoder(7, 2, name="decoder"))
+    source, target = (plain, fused) if direction == "plain->fused" else (fused, plain)
+    source(q), target(q)
+    _randomize(source, 4)
+    path = str(tmp_path / "model.weights.h5")
+    source.save_weights(path)
+    target.load_weights(path)
+    assert [v.path for v in target.weights] == [v.path for v in source.weights]
+    for a, b in zip(target.weights, source.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    _assert_close(target(q), source(q), 1e-6, "decoder output")
+
+
+def test_mixed_bfloat16_block_computes_in_bfloat16_close_to_float32():
+    x = tf.random.stateless_normal([2, 4, 4, 8], seed=[5, 5])
+    full = networks._ResidualUpBlock(8)
+    mixed = networks._ResidualUpBlock(8, dtype="mixed_bfloat16")
+    full(x), mixed(x)
+    _randomize(full, 6)
+    mixed.set_weights(full.get_weights())
+    assert mixed.conv1.kernel.dtype == "float32"
+    y_mixed, y_full = mixed(x), full(x)
+    assert y_mixed.dtype == tf.bfloat16
+    err = np.abs(tf.cast(y_mixed, tf.float32).numpy() - y_full.numpy()).max()
+    assert err <= 0.02 * np.abs(y_full.numpy()).max(), err  # bfloat16: 8 bits of mantissa
