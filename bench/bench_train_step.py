@@ -14,8 +14,12 @@ Proving that a speed change does not change the result (`bench/before_after.sh` 
 `--save-result` stores the weights, the objective's terms and every gradient of one training
 objective on a fixed batch (posterior sample included, from a fixed seed); `--check-result` loads
 those weights, computes the same and prints the largest differences; it exits with status 1 when
-a value or gradient differs by more than float32 tolerance (rtol 1e-4 of the largest entry of each
-gradient).
+a value or gradient differs by more than float32 tolerance (`--rtol`, default 1e-3 of the largest
+entry of each gradient). Why 1e-3: the same code run on TensorFlow's two convolution backends
+(oneDNN on and off) differs by up to 1.4e-4 on the paper preset's gradients, so any change that
+sums a convolution's float32 products in another order (the fused decoder) lands there; a wrong
+formula gives differences of order 1. Exactness itself is checked in float64
+(`bench/decoder_float64_check.py`: 7.5e-15).
 """
 
 import argparse
@@ -43,6 +47,8 @@ def main():
     ap.add_argument("--precision", default=None, help="ModelConfig.precision (mixed_bfloat16)")
     ap.add_argument("--save-result", default=None, help="write weights, loss and gradients here")
     ap.add_argument("--check-result", default=None, help="compare with a --save-result file")
+    ap.add_argument("--rtol", type=float, default=1e-3,
+                    help="--check-result's tolerance, relative to each gradient's largest entry")
     args = ap.parse_args()
     cfg = C.preset(args.preset)
     if args.integrator:
@@ -56,7 +62,7 @@ def main():
     b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
     if args.save_result or args.check_result:
-        raise SystemExit(_result(model, cfg, args.save_result, args.check_result))
+        raise SystemExit(_result(model, cfg, args.save_result, args.check_result, args.rtol))
     if args.jit:
         model.compile(optimizer=model.optimizer, jit_compile=True)
     x = tf.random.stateless_uniform([b, t, r, r, 3], seed=[0, 0])
@@ -107,7 +113,7 @@ def _objective_and_gradients(model, cfg):
     return {k: np.asarray(v) for k, v in values.items()}
 
 
-def _result(model, cfg, save, check):
+def _result(model, cfg, save, check, rtol=1e-3):
     import numpy as np
 
     if save:
@@ -125,14 +131,15 @@ def _result(model, cfg, save, check):
         scale = max(float(np.abs(expected).max()), 1e-30)
         err = float(np.abs(value - expected).max()) / scale
         worst.append((err, key))
-        if not np.all(np.isfinite(value)) or err > 1e-4:
+        if not np.all(np.isfinite(value)) or err > rtol:
             failed.append(key)
     worst.sort(reverse=True)
     print(f"loss {result['loss']:.6g} (reference {float(ref['loss']):.6g}); recon, kl and "
           f"{len(result) - 3} gradients compared; largest relative differences:")
     for err, key in worst[:3]:
         print(f"  {key}: {err:.2e}")
-    print("FAIL: " + ", ".join(failed) if failed else "same result to float32 tolerance")
+    print("FAIL: " + ", ".join(failed) if failed else
+          f"same result to float32 tolerance (rtol {rtol:g})")
     return 1 if failed else 0
 
 
