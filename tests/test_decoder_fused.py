@@ -106,6 +106,12 @@ class _ResidualUpBlock(keras.layers.Layer):
         self.conv1 = networks._conv(filters, name="conv1")
         self.conv2 = networks._conv(filters, name="conv2")
         self.skip = networks._conv(filters, kernel_size=1, name="skip")
+        self.filters = filters
+
+    def build(self, input_shape):  # the same variables, built without a warning
+        self.conv1.build((None, None, None, input_shape[-1]))
+        self.conv2.build((None, None, None, self.filters))
+        self.skip.build((None, None, None, input_shape[-1]))
 
     def call(self, x):
         return _plain_block(self, x)
