@@ -2,13 +2,14 @@
 
     python bench/bench_decoder.py [--frames 480] [--time-frames 32] [--rounds 3] [--repeats 3]
 
-Both in one process with the same weights (paper preset: 64 filters, 3 blocks, 4x4x16 ->
-32x32x3): FLOPs of the forward and of the forward + backward (gradient with respect to the
-states and every weight) for `--frames` states (480 = a paper training batch, 16 x 30) from
+Both in one process: one `networks.Decoder` (paper preset: 64 filters, 3 blocks, 4x4x16 ->
+32x32x3) called with training=True (plain) and training=False (fused). FLOPs of the forward
+and of the forward + backward (gradient with respect to the states and every weight) for
+`--frames` states (480 = a paper training batch, 16 x 30) from
 TensorFlow's graph profiler, and the time of the forward + backward on `--time-frames` states,
 the two versions called alternately (`--rounds` rounds, each the median of `--repeats` calls) so
-that a change in the machine's load hits both. The plain version is the block as it was before
-the fusion: UpSampling2D, then the 3x3 and 1x1 convolutions on the upsampled image.
+that a change in the machine's load hits both. The plain computation: nearest x2 upsampling, then
+the 3x3 and 1x1 convolutions on the upsampled image.
 """
 
 from __future__ import annotations
@@ -21,50 +22,22 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from floor import gflops, median_time  # noqa: E402
 
 from hgn_tf import networks  # noqa: E402
 
 
-class _PlainBlock(keras.layers.Layer):
-    def __init__(self, filters, **kwargs):
-        super().__init__(**kwargs)
-        self.up = keras.layers.UpSampling2D(2, interpolation="nearest")
-        self.conv1 = networks._conv(filters, name="conv1")
-        self.conv2 = networks._conv(filters, name="conv2")
-        self.skip = networks._conv(filters, kernel_size=1, name="skip")
-
-    def call(self, x):
-        u = self.up(x)
-        h = tf.nn.leaky_relu(self.conv1(u), alpha=0.2)
-        h = tf.nn.leaky_relu(self.conv2(h), alpha=0.2)
-        return h + self.skip(u)
-
-
-class _PlainDecoder(keras.layers.Layer):
-    def __init__(self, filters, blocks, **kwargs):
-        super().__init__(**kwargs)
-        self.blocks = [_PlainBlock(filters, name=f"block{i}") for i in range(blocks)]
-        self.out = networks._conv(3, "sigmoid", name="out")
-
-    def call(self, q):
-        for block in self.blocks:
-            q = block(q)
-        return self.out(q)
-
-
-def _functions(decoder):
+def _functions(decoder, training):
     @tf.function
     def forward(s):
-        return decoder(s)
+        return decoder(s, training=training)
 
     @tf.function
     def forward_backward(s):
         with tf.GradientTape() as tape:
             tape.watch(s)
-            y = tf.reduce_sum(tf.square(decoder(s)))
+            y = tf.reduce_sum(tf.square(decoder(s, training=training)))
         return tape.gradient(y, [s, *decoder.trainable_variables])
 
     return forward, forward_backward
@@ -78,12 +51,12 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
 
-    decoders = {"plain": _PlainDecoder(64, 3), "fused": networks.Decoder(64, 3)}
+    decoder = networks.Decoder(64, 3)
     states = tf.random.stateless_normal([args.frames, 4, 4, 16], seed=[0, 0])
-    for decoder in decoders.values():
-        decoder(states[:1])
-    decoders["fused"].set_weights(decoders["plain"].get_weights())
-    fns = {name: _functions(d) for name, d in decoders.items()}
+    decoder(states[:1])
+    # One decoder, its two computations: plain (training=True, what gradients go through) and
+    # fused (inference).
+    fns = {"plain": _functions(decoder, True), "fused": _functions(decoder, False)}
     spec = tf.TensorSpec(states.shape, states.dtype)
     print(f"decoder 64 filters, 3 blocks, 4x4x16 -> 32x32x3; threads={os.cpu_count()}")
     print(f"GFLOP for {args.frames} states (TensorFlow's graph profiler):")

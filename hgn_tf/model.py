@@ -207,12 +207,13 @@ class HGN(keras.Model):
             raise ConfigError("`dynamics='direct'` models have no Hamiltonian.", "dynamics")
         return self.hamiltonian_net(q, p)
 
-    def decode(self, q):
-        """q [..., *state_shape] -> frames [..., H, W, 3] (any number of leading axes)."""
+    def decode(self, q, training=False):
+        """q [..., *state_shape] -> frames [..., H, W, 3] (any number of leading axes).
+        `training`: the decoder's computation for gradients (`networks.Decoder`)."""
         n = self._latent_ndims
         lead = tf.shape(q)[:-n]
         flat = tf.reshape(q, tf.concat([[-1], tf.shape(q)[-n:]], axis=0))
-        x = self.decoder(flat)
+        x = self.decoder(flat, training=training)
         return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], axis=0))
 
     def integrate(self, q0, p0, n_steps, dt):
@@ -237,7 +238,8 @@ class HGN(keras.Model):
         return tf.reshape(self.hamiltonian(flat(qs), flat(ps)), [b, t])
 
     # ------------------------------------------------------------------ public API
-    def rollout(self, frames, n_steps, dt=None, sample=False, seed=None, with_energy=True):
+    def rollout(self, frames, n_steps, dt=None, sample=False, seed=None, with_energy=True,
+                training=False):
         """Encode `frames` and roll out `n_steps` frames (the first is the initial state's).
 
         Args:
@@ -247,6 +249,7 @@ class HGN(keras.Model):
           dt: integrator step (default: the config's); negative runs backward.
           sample: draw the initial state from the posterior instead of taking its mean.
           with_energy: also evaluate the learned H along the rollout (training skips it).
+          training: decode the way a gradient is taken fastest (`networks.Decoder`).
         Returns:
           dict with `frames` [B, n_steps, H, W, 3], `q`, `p` [B, n_steps, S, S, L], `kl` [B]
           and, for Hamiltonian dynamics, `energy` [B, n_steps].
@@ -255,7 +258,7 @@ class HGN(keras.Model):
         dt = self.config.dt if dt is None else dt
         q0, p0, kl = self.encode(self.conditioning_frames(frames), sample=sample, seed=seed)
         qs, ps = self.integrate(q0, p0, n_steps, dt)
-        out = {"frames": self.decode(qs), "q": qs, "p": ps, "kl": kl}
+        out = {"frames": self.decode(qs, training=training), "q": qs, "p": ps, "kl": kl}
         if with_energy and self.hamiltonian_net is not None:
             out["energy"] = self.energies(qs, ps)
         return out
@@ -337,7 +340,7 @@ class HGN(keras.Model):
         frames = _as_float_frames(frames)
         sample = training and not self.config.deterministic
         n = tf.shape(frames)[1] if horizon is None else horizon
-        out = self.rollout(frames, n, sample=sample, with_energy=False)
+        out = self.rollout(frames, n, sample=sample, with_energy=False, training=training)
         recon = tf.reduce_mean(tf.square(out["frames"] - frames[:, :n]))
         kl = tf.reduce_mean(out["kl"])
         return recon, kl

@@ -80,11 +80,13 @@ def test_block_equals_plain_block_in_value_and_gradients(batch, height, width, c
         return [y, *tape.gradient(loss, [x, *block.trainable_variables])]
 
     fused, plain = grads(block), grads(lambda x: _plain_block(block, x))
+    trained = grads(lambda x: block(x, training=True))  # the path gradients take in training
     names = ["value", "d/dx"] + [v.path for v in block.trainable_variables]
     assert len(names) == 8  # conv1, conv2, skip: kernel and bias each
-    for name, a, b in zip(names, fused, plain):
-        assert a is not None and b is not None, name
+    for name, a, b, c in zip(names, fused, plain, trained):
+        assert a is not None and b is not None and c is not None, name
         _assert_close(a, b, 1e-6, name)
+        _assert_close(c, b, 1e-6, name + " (training=True)")
 
 
 def test_block_variables_are_the_plain_convs():
@@ -167,3 +169,17 @@ def test_mixed_bfloat16_block_computes_in_bfloat16_close_to_float32():
     assert y_mixed.dtype == tf.bfloat16
     err = np.abs(tf.cast(y_mixed, tf.float32).numpy() - y_full.numpy()).max()
     assert err <= 0.02 * np.abs(y_full.numpy()).max(), err  # bfloat16: 8 bits of mantissa
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_training_objective_decodes_the_plain_way_and_inference_fused(training):
+    from hgn_tf import config as C
+    from hgn_tf.train import build_model
+
+    model = build_model(C.tiny())
+    frames = tf.zeros([2, 4, 32, 32, 3])
+    graph = tf.function(lambda f: model.objective_terms(f, training=training)) \
+        .get_concrete_function(frames).graph
+    ops = {op.type for op in graph.get_operations()}
+    # The fused path's phases are interleaved by DepthToSpace; the plain path has none.
+    assert ("DepthToSpace" in ops) is (not training), sorted(ops)
