@@ -344,7 +344,7 @@ def _fit_pca_mixture(gm, u, r):
     returns (means [K, D], covariances [K, D, D]) in u's coordinates, the discarded
     directions given their mean eigenvalue as an isotropic variance (`PriorConfig.pca_dim`)."""
     n, d = u.shape
-    _, sing, vt = np.linalg.svd(u - u.mean(axis=0), full_matrices=False)
+    _, sing, vt = np.linalg.svd(u, full_matrices=False)  # u is centred (standardised)
     eig = sing ** 2 / n
     w = vt[:r].T  # [D, r]
     # EM's floor (reg_covar, already in S_k) applies to the discarded directions too, so every

@@ -79,6 +79,15 @@ def _mlp(config: HNNConfig, out: int, name: str) -> keras.Sequential:
     return keras.Sequential(layers, name=name)
 
 
+def with_weight_decay(loss, variables, weight_decay: float):
+    """loss + (weight_decay / 2) sum_theta |theta|^2: PyTorch's Adam `weight_decay` (an L2 term
+    whose gradient is weight_decay * theta), in the loss's dtype."""
+    if not weight_decay:
+        return loss
+    return loss + 0.5 * weight_decay * tf.add_n(
+        [tf.cast(tf.reduce_sum(tf.square(v)), loss.dtype) for v in variables])
+
+
 class _FieldModel(keras.Model):
     """A model x -> dx/dt trained on the field's MSE plus PyTorch-style weight decay.
 
@@ -102,10 +111,7 @@ class _FieldModel(keras.Model):
         x, dxdt = data
         with tf.GradientTape() as tape:
             mse = self._mse(x, dxdt)
-            loss = mse
-            if self.config.weight_decay:
-                loss += 0.5 * self.config.weight_decay * tf.add_n(
-                    [tf.reduce_sum(tf.square(v)) for v in self.trainable_variables])
+            loss = with_weight_decay(mse, self.trainable_variables, self.config.weight_decay)
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.field_mse.update_state(mse)

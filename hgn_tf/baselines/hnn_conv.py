@@ -51,6 +51,7 @@ import tensorflow as tf
 
 from hgn_tf import integrators, networks
 from hgn_tf import physics as physics_lib
+from hgn_tf.baselines import pixel_hnn
 from hgn_tf.baselines.hnn import HNN, HNNConfig
 from hgn_tf.errors import ConfigError, check, positive_int
 
@@ -121,21 +122,18 @@ class HNNConvConfig:
 
 
 def loss_terms(encode, decode, field, window) -> dict:
-    """{"ae", "cc", "hnn"} (module docstring) of windows [B, 3, H, W, 3] of consecutive frames."""
-    z, z_next = encode(window[:, 0:2]), encode(window[:, 1:3])
-    k = z.shape[-1] // 2
-    ae = tf.reduce_mean(tf.square(window[:, 0] - decode(z)))
-    cc = tf.reduce_mean(tf.square(z[:, k:] - (z_next[:, :k] - z[:, :k])))
-    hnn = tf.reduce_mean(tf.square(z_next - (z + field(z))))
-    return {"ae": ae, "cc": cc, "hnn": hnn}
+    """{"ae", "cc", "hnn"} (module docstring) of windows [B, 3, H, W, 3] of consecutive frames:
+    PixelHNN's terms on the pairs (frames 0-1, frames 1-2), the autoencoder term on frame 0."""
+    return pixel_hnn.loss_terms(encode, decode, field, window[:, 0:2], window[:, 1:3],
+                                target=window[:, 0])
 
 
-class HNNConv(keras.Model):
+class HNNConv(pixel_hnn.WeightedTermsModel):
     """HGN's conv encoder/decoder, one Dense each side, an HNN on the vector latent."""
 
     def __init__(self, config: HNNConvConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = c = config
+        super().__init__(config, **kwargs)
+        c = config
         keras.utils.set_random_seed(c.seed)  # the conv layers' default initialisers
         self.encoder = networks.VectorEncoder(c.encoder_filters, c.latent_dim, c.blocks,
                                               c.transformer_filters, name="encoder")
@@ -144,18 +142,12 @@ class HNNConv(keras.Model):
         self.hnn = HNN(HNNConfig(state_dim=c.latent_dim, hidden=c.hidden, seed=c.seed),
                        name="hnn")
         self.integrator = integrators.get("leapfrog")
-        self.trackers = {name: keras.metrics.Mean(name=name)
-                         for name in ("loss", "ae", "cc", "hnn")}
         # Build every weight (each part on its own input: a first call of the whole model
         # would make Keras build it before its parts).
         z = self.encoder(tf.zeros([1, 2, c.resolution, c.resolution, 3]))
         self.decoder(z)
         self.hnn(tf.zeros([1, c.latent_dim], tf.float64))
         self.built = True
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def encode(self, pair):
         """z [B, d] float32 of frame pairs [B, 2, H, W, 3]."""
@@ -196,33 +188,8 @@ class HNNConv(keras.Model):
         return self.rollout(frames, frames.shape[1])["frames"]
 
     def _terms(self, window):
-        terms = loss_terms(self.encode, self.decode, self.field, window)
-        w = self.config.weights
-        terms["loss"] = w[0] * terms["ae"] + w[1] * terms["cc"] + w[2] * terms["hnn"]
-        return terms
-
-    def train_step(self, window):
-        with tf.GradientTape() as tape:
-            terms = self._terms(window)
-            loss = terms["loss"]
-            if self.config.weight_decay:
-                loss += 0.5 * self.config.weight_decay * tf.add_n(
-                    [tf.cast(tf.reduce_sum(tf.square(v)), loss.dtype)
-                     for v in self.trainable_variables])
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def test_step(self, window):
-        terms = self._terms(window)
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def get_config(self):
-        return dataclasses.asdict(self.config)
+        return self._weighted(loss_terms(self.encode, self.decode, self.field, window),
+                              self.config.weights)
 
 
 def save(model: HNNConv, folder) -> pathlib.Path:

@@ -30,10 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hgn_tf.baselines.hnn import HNN, HNNConfig
+from hgn_tf.baselines.hnn import HNN, HNNConfig, with_weight_decay
 from hgn_tf.errors import check, positive_int
 
-__all__ = ["OFFICIAL", "STAGED", "PixelHNN", "PixelHNNConfig", "fit_schedule", "loss_terms"]
+__all__ = ["OFFICIAL", "STAGED", "PixelHNN", "PixelHNNConfig", "WeightedTermsModel",
+           "fit_schedule", "loss_terms"]
 
 # (fraction of the steps, w_ae, w_cc, w_hnn) per stage.
 OFFICIAL = ((1.0, 1.0, 1.0, 0.1),)
@@ -79,22 +80,63 @@ def _relu_mlp(sizes_in: int, hidden: int, out: int, seed: int, name: str) -> ker
     return keras.Sequential(layers, name=name)
 
 
-def loss_terms(encoder, decoder, field, x, x_next) -> dict:
-    """{"ae", "cc", "hnn"}: the three loss terms (module docstring) of a batch of pairs."""
+def loss_terms(encoder, decoder, field, x, x_next, target=None) -> dict:
+    """{"ae", "cc", "hnn"}: the three loss terms (module docstring) of a batch of pairs; the
+    autoencoder term reconstructs `target` (default: x itself)."""
     z, z_next = encoder(x), encoder(x_next)
     k = z.shape[-1] // 2
-    ae = tf.reduce_mean(tf.square(x - decoder(z)))
+    ae = tf.reduce_mean(tf.square((x if target is None else target) - decoder(z)))
     cc = tf.reduce_mean(tf.square(z[:, k:] - (z_next[:, :k] - z[:, :k])))
     hnn = tf.reduce_mean(tf.square(z_next - (z + field(z))))
     return {"ae": ae, "cc": cc, "hnn": hnn}
 
 
-class PixelHNN(keras.Model):
+class WeightedTermsModel(keras.Model):
+    """A model trained on w_ae * ae + w_cc * cc + w_hnn * hnn (`loss_terms`) plus PyTorch-style
+    weight decay (`config.weight_decay`); subclasses give `_terms(data)` -> {"loss", "ae", "cc",
+    "hnn"}. Tracks the four (the loss without the decay)."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.trackers = {name: keras.metrics.Mean(name=name)
+                         for name in ("loss", "ae", "cc", "hnn")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @staticmethod
+    def _weighted(terms, w):
+        """`terms` with "loss" = w[0] ae + w[1] cc + w[2] hnn."""
+        return {**terms, "loss": w[0] * terms["ae"] + w[1] * terms["cc"] + w[2] * terms["hnn"]}
+
+    def _track(self, terms):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(terms[name])
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            terms = self._terms(data)
+            loss = with_weight_decay(terms["loss"], self.trainable_variables,
+                                     self.config.weight_decay)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._track(terms)
+
+    def test_step(self, data):
+        return self._track(self._terms(data))
+
+    def get_config(self):
+        return dataclasses.asdict(self.config)
+
+
+class PixelHNN(WeightedTermsModel):
     """Autoencoder + latent HNN, trained on (x_t, x_t+1) pairs of frame pairs."""
 
     def __init__(self, config: PixelHNNConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         c = config
         self.encoder = _relu_mlp(c.pixels, c.hidden, c.latent_dim, 10 * c.seed, "encoder")
         self.decoder = _relu_mlp(c.latent_dim, c.hidden, c.pixels, 10 * c.seed + 5, "decoder")
@@ -103,12 +145,6 @@ class PixelHNN(keras.Model):
         self.weights_ae_cc_hnn = self.add_weight(
             shape=(3,), initializer=keras.initializers.Constant(OFFICIAL[0][1:]),
             trainable=False, name="loss_weights")
-        self.trackers = {name: keras.metrics.Mean(name=name)
-                         for name in ("loss", "ae", "cc", "hnn")}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def field(self, z):
         """The latent HNN's (dH/dz_p, -dH/dz_q), in the latent's dtype."""
@@ -119,33 +155,8 @@ class PixelHNN(keras.Model):
 
     def _terms(self, data):
         x, x_next = data
-        terms = loss_terms(self.encoder, self.decoder, self.field, x, x_next)
-        w = self.weights_ae_cc_hnn
-        terms["loss"] = w[0] * terms["ae"] + w[1] * terms["cc"] + w[2] * terms["hnn"]
-        return terms
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            terms = self._terms(data)
-            loss = terms["loss"]
-            if self.config.weight_decay:
-                loss += 0.5 * self.config.weight_decay * tf.add_n(
-                    [tf.cast(tf.reduce_sum(tf.square(v)), loss.dtype)
-                     for v in self.trainable_variables])
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def test_step(self, data):
-        terms = self._terms(data)
-        for name, tracker in self.trackers.items():
-            tracker.update_state(terms[name])
-        return {name: t.result() for name, t in self.trackers.items()}
-
-    def get_config(self):
-        return dataclasses.asdict(self.config)
+        return self._weighted(loss_terms(self.encoder, self.decoder, self.field, x, x_next),
+                              self.weights_ae_cc_hnn)
 
 
 def fit_schedule(model: PixelHNN, x, x_next, *, steps: int, schedule=OFFICIAL,
