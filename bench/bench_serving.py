@@ -9,7 +9,9 @@ Measures, for one model with UNTRAINED weights (the speed does not depend on the
     `--throughput-repeats` calls after one warm-up call);
 for the SavedModel's `rollout` signature (what `hgn serve` runs) and for the same model's
 `rollout` compiled with `tf.function` (what a user who does not export would run; both one graph
-with the step loop a `tf.while_loop`). Both give the same frames (checked).
+with the step loop a `tf.while_loop`, both returning the frames and the learned energy, both with
+integrator steps compiled by XLA for batches of at most `--xla-max-batch`; 0 turns XLA off). Both
+give the same frames (checked).
   * the floor: the rollout's FLOPs (TensorFlow's graph profiler; see bench/floor.py) over this
     machine's measured convolution rate, and the fraction of it each figure reaches;
   * the HTTP overhead of `hgn serve` for a batch-1 rollout: the median time of a JSON request
@@ -37,20 +39,25 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--throughput-repeats", type=int, default=3)
     parser.add_argument("--peak", type=float, default=None, help="GFLOP/s (default: measured)")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+                        help="the model's precision (ModelConfig.precision)")
+    parser.add_argument("--xla-max-batch", type=int, default=None,
+                        help="XLA-compiled integrator steps up to this batch (default: the "
+                             "export's default; 0: never)")
     args = parser.parse_args(argv)
 
     import numpy as np
     import tensorflow as tf
     from floor import conv_peak_gflops, median_time, rollout_gflops
     from hgn_tf.export.client import predict
-    from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS
+    from hgn_tf.export.limits import DEFAULT_MAX_BATCH, DEFAULT_MAX_STEPS, DEFAULT_XLA_MAX_BATCH
     from hgn_tf.export.saved_model import export_saved_model
     from hgn_tf.export.server import start_server
 
     from hgn_tf import config
     from hgn_tf.train import build_model
 
-    cfg = config.preset(args.preset)
+    cfg = config.preset(args.preset).replace(model=dict(precision=args.precision))
     model = build_model(cfg)
     k, r, dt = cfg.conditioning_frames, cfg.data.resolution, cfg.model.dt
     rng = np.random.default_rng(0)
@@ -58,17 +65,21 @@ def main(argv=None) -> None:
     many = rng.integers(0, 256, (args.batch, k, r, r, 3), dtype=np.uint8)
     n_steps, dt_t = tf.constant(args.steps, tf.int32), tf.constant(dt, tf.float32)
 
-    compiled = tf.function(lambda f, n, d: model.rollout(f, n, dt=d)["frames"],
-                           reduce_retracing=True)
+    xla = DEFAULT_XLA_MAX_BATCH if args.xla_max_batch is None else args.xla_max_batch
+    compiled = tf.function(
+        lambda f, n, d: {k: v for k, v in model.rollout(f, n, dt=d, xla_max_batch=xla).items()
+                         if k in ("frames", "energy")},
+        reduce_retracing=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_saved_model(model, tmp, max_steps=max(DEFAULT_MAX_STEPS, args.steps),
-                                  max_batch=max(DEFAULT_MAX_BATCH, args.batch))
+                                  max_batch=max(DEFAULT_MAX_BATCH, args.batch),
+                                  xla_max_batch=xla)
         rollout = tf.saved_model.load(str(path)).signatures["rollout"]
         runs = {
             "SavedModel": lambda x: rollout(frames=tf.constant(x), n_steps=n_steps,
                                             dt=dt_t)["frames"],
-            "tf.function": lambda x: compiled(tf.constant(x), n_steps, dt_t),
+            "tf.function": lambda x: compiled(tf.constant(x), n_steps, dt_t)["frames"],
         }
         diff = float(np.abs(runs["SavedModel"](one).numpy()
                             - runs["tf.function"](one).numpy()).max())
@@ -96,8 +107,10 @@ def main(argv=None) -> None:
 
     devices = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
     where = ", ".join(devices) or f"CPU only ({os.cpu_count()} cores, {platform.machine()})"
-    print(f"HGN rollout, preset {args.preset!r} (untrained weights), {args.steps} steps, "
-          f"{r}x{r}, {k} conditioning frames; TensorFlow {tf.__version__}, {where}")
+    print(f"HGN rollout, preset {args.preset!r} ({args.precision}, untrained weights), "
+          f"{args.steps} steps, "
+          f"{r}x{r}, {k} conditioning frames, XLA steps up to batch {xla}; "
+          f"TensorFlow {tf.__version__}, {where}")
     print(f"SavedModel vs tf.function frames max |diff| = {diff:.1e}; "
           f"conv peak {peak:.0f} GFLOP/s; {flops_1:.2f} GFLOP per batch-1 rollout")
     print(f"{'':34s}{'SavedModel':>12s}{'tf.function':>13s}{'floor':>9s}{'reached':>9s}")

@@ -8,6 +8,8 @@
     DEFAULT_MAX_REQUEST_BYTES   the largest request body the REST server reads (413 beyond)
     DEFAULT_READ_TIMEOUT        seconds the REST server waits on a silent connection
     DEFAULT_MAX_CONNECTIONS     connections the REST server holds open at once (503 beyond)
+    DEFAULT_XLA_MAX_BATCH       rollouts and samples of at most this many sequences run their
+                                integrator steps compiled by XLA (`integrators.xla_steps`)
     MAX_DT_FACTOR               |dt| may be at most this many times the model's training dt
     MAX_ABS_STATE               |q| and |p| given to `decode` / `hamiltonian` may be at most this
     NON_FINITE_OUTPUT           how the graph's and the server's error for a NaN or infinite
@@ -26,8 +28,8 @@ the export's. Plain Python: the server imports it without TensorFlow's model cod
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BATCH_STEPS", "DEFAULT_MAX_CONNECTIONS",
            "DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_MAX_STEPS",
-           "DEFAULT_READ_TIMEOUT", "EXPORT_INFO_FILE", "MAX_ABS_STATE", "MAX_DT_FACTOR",
-           "NON_FINITE_OUTPUT", "RESPONSE_BYTES_PER_VALUE"]
+           "DEFAULT_READ_TIMEOUT", "DEFAULT_XLA_MAX_BATCH", "EXPORT_INFO_FILE", "MAX_ABS_STATE",
+           "MAX_DT_FACTOR", "NON_FINITE_OUTPUT", "RESPONSE_BYTES_PER_VALUE"]
 
 DEFAULT_MAX_STEPS = 1000
 DEFAULT_MAX_BATCH = 256
@@ -37,6 +39,7 @@ RESPONSE_BYTES_PER_VALUE = 24  # "-1.2345678901234567e-05, ": the longest a floa
 DEFAULT_MAX_REQUEST_BYTES = 256 * 2**20
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_XLA_MAX_BATCH = 16
 MAX_DT_FACTOR = 8.0
 MAX_ABS_STATE = 1000.0
 NON_FINITE_OUTPUT = "output is not finite"

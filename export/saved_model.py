@@ -56,13 +56,14 @@ import tensorflow as tf
 from hgn_tf.export.limits import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_STEPS,
+    DEFAULT_XLA_MAX_BATCH,
     EXPORT_INFO_FILE,
     MAX_ABS_STATE,
     MAX_DT_FACTOR,
     NON_FINITE_OUTPUT,
 )
 
-from hgn_tf.errors import ExportError, folder, positive_int
+from hgn_tf.errors import ExportError, check, folder, positive_int
 
 __all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModule",
            "NON_FINITE_OUTPUT", "export_info", "export_saved_model", "versions"]
@@ -80,7 +81,8 @@ def versions(out_dir) -> list[int]:
                   if p.name.isdigit() and (p / "saved_model.pb").exists())
 
 
-def export_info(model, max_steps: int, max_batch: int, prior=None) -> dict:
+def export_info(model, max_steps: int, max_batch: int, prior=None,
+                xla_max_batch: int = DEFAULT_XLA_MAX_BATCH) -> dict:
     """The contents of hgn_export.json: everything a server needs, as plain JSON.
 
     `prior`: the learned prior the `sample` signature draws from, or None (N(0, I))."""
@@ -103,6 +105,7 @@ def export_info(model, max_steps: int, max_batch: int, prior=None) -> dict:
         "max_abs_state": float(MAX_ABS_STATE),
         "max_steps": max_steps,
         "max_batch": max_batch,
+        "xla_max_batch": xla_max_batch,
         "has_energy": has_energy,
         "signatures": signatures,
         "sample_prior": "learned" if prior is not None else "standard",
@@ -128,6 +131,7 @@ class HGNExportModule(tf.Module):
         self._k = info["conditioning_frames"]
         self._max_steps = info["max_steps"]
         self._max_batch = info["max_batch"]
+        self._xla_max_batch = info.get("xla_max_batch", 0)
         self._has_energy = info["has_energy"]
         self._max_abs_dt = info["max_abs_dt"]
         self._max_abs_state = info["max_abs_state"]
@@ -211,7 +215,7 @@ class HGNExportModule(tf.Module):
         with tf.control_dependencies(self._check_steps(n_steps, dt)):
             n_steps = tf.identity(n_steps)
         out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
-                                 with_energy=self._has_energy)
+                                 with_energy=self._has_energy, xla_max_batch=self._xla_max_batch)
         keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
         return self._finite({k: out[k] for k in keys})
 
@@ -219,7 +223,7 @@ class HGNExportModule(tf.Module):
         with tf.control_dependencies(self._check_batch(n, "n") + self._check_steps(n_steps, dt)):
             n = tf.identity(n)
         out = self.model.sample(n, n_steps, dt=dt, seed=tf.stack([seed, tf.constant(0)]),
-                                prior=self.prior)
+                                prior=self.prior, xla_max_batch=self._xla_max_batch)
         keys = ("frames", "energy") if self._has_energy else ("frames",)
         return self._finite({k: out[k] for k in keys})
 
@@ -319,7 +323,9 @@ def _resolve_prior(run_dir_or_model, model, prior):
 
 def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
                        max_steps: int = DEFAULT_MAX_STEPS,
-                       max_batch: int = DEFAULT_MAX_BATCH, prior="auto") -> pathlib.Path:
+                       max_batch: int = DEFAULT_MAX_BATCH, prior="auto",
+                       xla_max_batch: int = DEFAULT_XLA_MAX_BATCH,
+                       precision: str | None = None) -> pathlib.Path:
     """Write the model as SavedModel version `version` under `out_dir`.
 
     Args:
@@ -333,6 +339,15 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
       prior: what `sample` draws initial states from: "auto" (the run folder's learned prior if
         it has one, else N(0, I)), "standard" (N(0, I)), "learned" (the run folder's learned
         prior; an error if it has none), or a learned prior object (`hgn_tf.prior`).
+      xla_max_batch: `rollout` and `sample` calls of at most this many sequences run their
+        integrator steps compiled by XLA (`hgn_tf.integrators.xla_steps`: a batch-1 rollout's
+        steps twice as fast on a CPU; larger batches are faster without); 0: never (for a
+        server built without XLA). Each new batch size compiles once (~1 s) on its first call.
+      precision: what the served model computes in (`ModelConfig.precision`): None keeps the
+        trained model's; "mixed_bfloat16" serves a float32-trained model with its encoder's and
+        decoder's hidden convolutions in bfloat16 (faster on CPUs with AMX / AVX512-BF16 and on
+        recent GPUs, at bfloat16's accuracy: bench/README.md measures both). hgn_export.json's
+        `model_config.precision` records it.
     Returns:
       The version folder `out_dir/<version>`.
     Raises:
@@ -346,6 +361,9 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
     """
     positive_int("max_steps", max_steps, ExportError)
     positive_int("max_batch", max_batch, ExportError)
+    check(isinstance(xla_max_batch, int) and not isinstance(xla_max_batch, bool)
+          and xla_max_batch >= 0, "xla_max_batch", xla_max_batch, "a non-negative integer",
+          ExportError)
     out_dir = folder("out_dir", out_dir, ExportError)
     if version is None:
         version = (versions(out_dir) or [0])[-1] + 1
@@ -355,8 +373,10 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
         raise ExportError(f"`version` {version} already exists in {str(out_dir)!r}; "
                           "leave `version=None` to write the next one.", "version")
     model = _load_model(run_dir_or_model)
+    if precision is not None:
+        model = model.with_precision(precision)
     learned = _resolve_prior(run_dir_or_model, model, prior)
-    info = export_info(model, max_steps, max_batch, learned)
+    info = export_info(model, max_steps, max_batch, learned, xla_max_batch)
     module = HGNExportModule(model, info, learned)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)

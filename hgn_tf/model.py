@@ -216,18 +216,19 @@ class HGN(keras.Model):
         x = self.decoder(flat, training=training)
         return tf.reshape(x, tf.concat([lead, tf.shape(x)[1:]], axis=0))
 
-    def integrate(self, q0, p0, n_steps, dt):
+    def integrate(self, q0, p0, n_steps, dt, xla_max_batch=0):
         """States at 0, dt, ..., (n_steps - 1) dt -> qs, ps [B, n_steps, *state_shape].
 
         Runs in a `tf.while_loop`: tracing cost does not depend on n_steps. Negative dt runs
-        backward in time; a scaled dt runs faster or slower.
+        backward in time; a scaled dt runs faster or slower. Batches of at most
+        `xla_max_batch` sequences take XLA-compiled steps (`integrators.xla_steps`; 0: never).
         """
         dt = tf.cast(dt, q0.dtype)
         if self.dynamics_net is not None:
-            qs, ps = _euler_direct(self.dynamics_net, q0, p0, dt, n_steps - 1)
+            qs, ps = _euler_direct(self.dynamics_net, q0, p0, dt, n_steps - 1, xla_max_batch)
         else:
             qs, ps = integrators.integrate(self.integrator, self.hamiltonian_net, q0, p0, dt,
-                                           n_steps - 1)
+                                           n_steps - 1, xla_max_batch=xla_max_batch)
         perm = [1, 0, *range(2, 2 + self._latent_ndims)]
         return tf.transpose(qs, perm), tf.transpose(ps, perm)
 
@@ -239,7 +240,7 @@ class HGN(keras.Model):
 
     # ------------------------------------------------------------------ public API
     def rollout(self, frames, n_steps, dt=None, sample=False, seed=None, with_energy=True,
-                training=False):
+                training=False, xla_max_batch=0):
         """Encode `frames` and roll out `n_steps` frames (the first is the initial state's).
 
         Args:
@@ -250,6 +251,8 @@ class HGN(keras.Model):
           sample: draw the initial state from the posterior instead of taking its mean.
           with_energy: also evaluate the learned H along the rollout (training skips it).
           training: decode the way a gradient is taken fastest (`networks.Decoder`).
+          xla_max_batch: batches of at most this many sequences take XLA-compiled integrator
+            steps (`integrators.xla_steps`: twice as fast at batch 1); 0 (default): never.
         Returns:
           dict with `frames` [B, n_steps, H, W, 3], `q`, `p` [B, n_steps, S, S, L], `kl` [B]
           and, for Hamiltonian dynamics, `energy` [B, n_steps].
@@ -257,7 +260,7 @@ class HGN(keras.Model):
         frames = _as_float_frames(frames)
         dt = self.config.dt if dt is None else dt
         q0, p0, kl = self.encode(self.conditioning_frames(frames), sample=sample, seed=seed)
-        qs, ps = self.integrate(q0, p0, n_steps, dt)
+        qs, ps = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
         out = {"frames": self.decode(qs, training=training), "q": qs, "p": ps, "kl": kl}
         if with_energy and self.hamiltonian_net is not None:
             out["energy"] = self.energies(qs, ps)
@@ -283,7 +286,7 @@ class HGN(keras.Model):
         s = tf.reshape(s, [-1, *lead, 2 * channels])
         return tf.split(s, 2, axis=-1)
 
-    def sample(self, n, n_steps, dt=None, seed=None, prior=None):
+    def sample(self, n, n_steps, dt=None, seed=None, prior=None, xla_max_batch=0):
         """Rollouts from a prior over the initial state.
 
         `prior=None` (the standard prior): s0 = f_psi(z), z ~ N(0, I) (s0 = z without f_psi).
@@ -293,7 +296,7 @@ class HGN(keras.Model):
         f_psi's outputs on the encoded training set).
 
         `seed`: a stateless seed (int tensor of shape [2]); None draws one from the model's
-        `keras.random.SeedGenerator`.
+        `keras.random.SeedGenerator`. `xla_max_batch`: as in `rollout`.
         """
         if self.config.deterministic:
             raise ConfigError("A deterministic HGN (`deterministic=True`) cannot sample.",
@@ -317,7 +320,7 @@ class HGN(keras.Model):
                 shape = [n, c.state_size, c.state_size, 2 * c.latent_channels]
             z = tfd.Normal(0.0, 1.0).sample(shape, seed=tf.cast(seed, tf.int32))
             q0, p0 = self.latent_to_state(z)
-        qs, ps = self.integrate(q0, p0, n_steps, dt)
+        qs, ps = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
         out = {"frames": self.decode(qs), "q": qs, "p": ps}
         if self.hamiltonian_net is not None:
             out["energy"] = self.energies(qs, ps)
@@ -404,6 +407,27 @@ class HGN(keras.Model):
         self.objective_terms(tf.zeros([1, self.sequence_length, r, r, 3]), training=False)
         self.built = True
 
+    def with_precision(self, precision: str) -> HGN:
+        """This model computing in `precision` (`ModelConfig.precision`): itself if it already
+        does, else a built twin with the same weights (mixed precision keeps float32 variables,
+        so the layout is the same). For serving: a float32-trained model answers in bfloat16 on
+        hardware with bfloat16 units (`hgn export --precision mixed_bfloat16`), at bfloat16's
+        accuracy."""
+        import dataclasses
+
+        from hgn_tf.config import PRECISIONS
+        if precision not in PRECISIONS:
+            raise ConfigError(f"`precision` must be one of {PRECISIONS}, got {precision!r}.",
+                              "precision")
+        if precision == self.config.precision:
+            return self
+        twin = HGN(dataclasses.replace(self.config, precision=precision), self.geco_config,
+                   seed=self.seed, resolution=self.resolution,
+                   sequence_length=self.sequence_length)
+        twin.build_all()
+        twin.set_weights(self.get_weights())
+        return twin
+
     def get_config(self):
         import dataclasses
         return {**super().get_config(), "config": dataclasses.asdict(self.config),
@@ -422,11 +446,16 @@ def _as_float_frames(frames):
     return tf.cast(frames, tf.float32)
 
 
-def _euler_direct(net, q0, p0, dt, n_steps):
+def _euler_direct(net, q0, p0, dt, n_steps, xla_max_batch=0):
     """Euler steps of a directly predicted vector field; states at 0..n_steps, stacked first."""
-    def body(i, q, p, qs, ps):
+    def euler(q, p, carry):
         dq, dp = net(q, p)
-        q, p = q + dt * dq, p + dt * dp
+        return q + dt * dq, p + dt * dp, carry
+
+    step = integrators.xla_steps(euler, xla_max_batch, q0)
+
+    def body(i, q, p, qs, ps):
+        q, p, _ = step(q, p, ())
         return i + 1, q, p, qs.write(i + 1, q), ps.write(i + 1, p)
 
     n = tf.convert_to_tensor(n_steps, tf.int32)

@@ -275,9 +275,41 @@ def test_bad_arguments_are_value_errors_that_name_them(tmp_path, capsys):
         export_saved_model(tmp_path / "unfinished", tmp_path / "out")
     with pytest.raises(ExportError, match="`max_steps` must be a positive integer, got 0"):
         export_saved_model(missing, tmp_path / "out", max_steps=0)
+    with pytest.raises(ExportError, match="`xla_max_batch` must be a non-negative integer"):
+        export_saved_model(missing, tmp_path / "out", xla_max_batch=-1)
+    out = str(tmp_path / "out")
+    assert cli.main(["export", "--run-dir", str(missing), "--out", out,
+                     "--xla-max-batch", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--xla-max-batch: `xla_max_batch` must be" in err, err
     with pytest.raises(ExportError, match="`run_dir_or_model`"):
         export_saved_model(object(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_float32_model_served_in_bfloat16_keeps_its_weights_and_close_frames(trained, tmp_path):
+    import tensorflow as tf
+
+    from hgn_tf.errors import ConfigError
+
+    cfg, _, model = trained
+    assert model.with_precision("float32") is model
+    twin = model.with_precision("mixed_bfloat16")
+    assert twin.config.precision == "mixed_bfloat16" and model.config.precision == "float32"
+    for w, v in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(w, v)
+    with pytest.raises(ConfigError, match="`precision` must be one of"):
+        model.with_precision("float16")
+    path = export_saved_model(model, tmp_path / "hgn", precision="mixed_bfloat16")
+    info = json.loads((path / "assets" / EXPORT_INFO_FILE).read_text())
+    assert info["model_config"]["precision"] == "mixed_bfloat16"
+    frames = np.random.default_rng(2).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
+    out = tf.saved_model.load(str(path)).signatures["rollout"](
+        frames=tf.constant(frames), n_steps=tf.constant(4), dt=tf.constant(cfg.model.dt))
+    want = model.rollout(frames, 4)["frames"].numpy()
+    diff = np.abs(out["frames"].numpy() - want)
+    # bfloat16 keeps 8 bits of mantissa: pixels within a few 1/255 steps, not bit-equal.
+    assert 0 < diff.max() < 0.05 and diff.mean() < 5e-3, (diff.max(), diff.mean())
 
 
 def test_deterministic_direct_models_export_without_sample_and_energy(tmp_path):

@@ -568,3 +568,47 @@ def test_separable_fast_path_keeps_the_hamiltonian_net_weight_names():
     paths = sorted(v.path for v in net.trainable_variables)
     assert paths and all(path.startswith("hamiltonian/kinetic/") or
                          path.startswith("hamiltonian/potential/") for path in paths), paths
+
+
+def _xla_calls(concrete) -> int:
+    """How many function calls in `concrete`'s graph (and the functions it calls) XLA compiles."""
+    graphs = [concrete.graph.as_graph_def()]
+    nodes = list(graphs[0].node) + [n for f in graphs[0].library.function for n in f.node_def]
+    return sum(1 for n in nodes if "_XlaMustCompile" in n.attr and n.attr["_XlaMustCompile"].b)
+
+
+def test_xla_steps_give_the_same_rollout_and_compile_only_small_batches():
+    from hgn_tf.networks import HamiltonianNet
+
+    net = HamiltonianNet(filters=8, layers=2)
+    leapfrog = integrators.get("leapfrog")
+    rng = np.random.default_rng(0)
+    state = lambda b: [tf.constant(rng.normal(size=(b, 4, 4, 2)), tf.float32) for _ in "qp"]  # noqa: E731
+
+    def rollout(xla_max_batch, signature=None):
+        return tf.function(lambda q, p: integrators.integrate(
+            leapfrog, net, q, p, 0.1, 12, xla_max_batch=xla_max_batch), input_signature=signature)
+
+    dynamic = [tf.TensorSpec([None, 4, 4, 2], tf.float32)] * 2
+    for batch in (2, 8):
+        q0, p0 = state(batch)
+        want = rollout(0)(q0, p0)
+        static = rollout(4)
+        # A static batch picks the path when traced: compiled at 2 <= 4, plain at 8.
+        assert _xla_calls(static.get_concrete_function(q0, p0)) == (1 if batch <= 4 else 0)
+        for fn in (static, rollout(4, dynamic)):
+            got = fn(q0, p0)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    # An unknown batch keeps both paths and picks one per call.
+    assert _xla_calls(rollout(4, dynamic).get_concrete_function()) == 1
+    assert _xla_calls(rollout(0, dynamic).get_concrete_function()) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "4"])
+def test_bad_xla_max_batch_is_an_error_naming_it(bad):
+    q = tf.zeros([1, 2])
+    with pytest.raises(ConfigError, match="xla_max_batch must be a non-negative integer") as e:
+        integrators.integrate(integrators.get("leapfrog"), harmonic, q, q, 0.1, 3,
+                              xla_max_batch=bad)
+    assert e.value.field == "xla_max_batch"
