@@ -153,6 +153,7 @@ _TRAIN_FLAGS = {
     "input_mode": ("model", "input_mode"),
     "input_frames": ("model", "input_frames"),
     "precision": ("model", "precision"),
+    "xla_steps": ("model", "xla_steps"),
     "steps": ("train", "steps"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
@@ -550,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32, or mixed_bfloat16: the encoder's and decoder's hidden convs in "
                         "bfloat16 (CPUs with AMX/AVX512-BF16, GPUs from Ampere on); the "
                         "Hamiltonian, the integrator and the objective stay float32")
+    p.add_argument("--xla-steps", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the integrator's step (and its gradient) with XLA: 6-8%% "
+                        "faster training steps on a CPU, the same result to float32 tolerance "
+                        "(default: on)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps in all")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step")
     p.add_argument("--learning-rate", type=float, default=None, help="Adam's step size")

@@ -343,7 +343,8 @@ class HGN(keras.Model):
         frames = _as_float_frames(frames)
         sample = training and not self.config.deterministic
         n = tf.shape(frames)[1] if horizon is None else horizon
-        out = self.rollout(frames, n, sample=sample, with_energy=False, training=training)
+        out = self.rollout(frames, n, sample=sample, with_energy=False, training=training,
+                           xla_max_batch=None if self.config.xla_steps else 0)
         recon = tf.reduce_mean(tf.square(out["frames"] - frames[:, :n]))
         kl = tf.reduce_mean(out["kl"])
         return recon, kl
