@@ -72,7 +72,7 @@ def test_every_option_of_every_sub_command_has_help_text():
     (["--steps", "7"], "train", "steps", 7),
     (["--lr-schedule", "cosine"], "train", "lr_schedule", "cosine"),
     (["--precision", "mixed_bfloat16"], "model", "precision", "mixed_bfloat16"),
-    (["--no-xla-steps"], "model", "xla_steps", False),
+    (["--xla-steps"], "model", "xla_steps", True),  # the tiny preset has it off
 ])
 def test_each_train_flag_reaches_the_config_field_it_names(tmp_path, flags, section, field, value):
     base = ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny"]
