@@ -52,6 +52,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import gc
 import json
 import math
 import pathlib
@@ -60,6 +61,7 @@ import socket
 import threading
 
 import numpy as np
+import orjson
 import tensorflow as tf
 from hgn_tf.export.limits import (
     DEFAULT_MAX_BATCH,
@@ -288,6 +290,12 @@ class ModelServer:
             with self._load_lock:
                 if version not in self._versions:
                     self._versions[version] = ServableVersion(self.model_dir / str(version))
+                    # A loaded SavedModel is hundreds of thousands of Python objects that live
+                    # as long as the server. Python's full garbage collections, which the
+                    # ~30,000 lists of every JSON answer trigger, walked all of them: ~300 ms
+                    # added to every other call. Frozen, they are left out of collections.
+                    gc.collect()
+                    gc.freeze()
         return self._versions[version]
 
     def caps(self, servable: ServableVersion) -> tuple[int, int]:
@@ -360,12 +368,12 @@ class ModelServer:
         if rows:
             n = len(next(iter(outputs.values())))
             if len(outputs) == 1:
-                return {"predictions": [row.tolist() for row in next(iter(outputs.values()))]}
-            return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()}
+                return {"predictions": [_json_value(row) for row in next(iter(outputs.values()))]}
+            return {"predictions": [{k: _json_value(v[i]) for k, v in outputs.items()}
                                     for i in range(n)]}
         if len(outputs) == 1:
-            return {"outputs": next(iter(outputs.values())).tolist()}
-        return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+            return {"outputs": _json_value(next(iter(outputs.values())))}
+        return {"outputs": {k: _json_value(v) for k, v in outputs.items()}}
 
     def _check_work(self, s: ServableVersion, signature: str, feeds: dict) -> int:
         """The answer's estimated size in bytes; InputError naming the cap it would exceed."""
@@ -512,9 +520,18 @@ def _parse_body(request: Request) -> dict:
     return body
 
 
+def _json_value(value):
+    """An output as orjson writes it: an array in C order (a row of a batch may not be), a
+    numpy scalar (one row of a [B] output) as it is."""
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
+
+
 def _json_response(status: int, payload: dict) -> Response:
-    # allow_nan=False: an answer is valid JSON or not an answer (the checks above make it one).
-    return Response(json.dumps(payload, allow_nan=False), status=status,
+    # orjson writes numpy arrays directly (float32 in its shortest exact form: half the bytes of
+    # json's 17 digits, 5 ms instead of 55 for a batch-1 rollout's answer). It would write NaN
+    # as null: an answer is checked finite before it gets here (`_predict`), so every answer is
+    # the exact values or no answer.
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
                     mimetype="application/json")
 
 
