@@ -82,12 +82,25 @@ def main():
     ap.add_argument("--workers", type=int, default=None, help="in-process threads (all cores)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--running-mode", choices=("multi_processing", "multi_threading"),
+                    default="multi_processing",
+                    help="the DirectRunner's direct_running_mode (its workers: processes or "
+                         "threads)")
+    ap.add_argument("--beam-only", action="store_true",
+                    help="skip the in-process build; print the Beam build's record digests "
+                         "(compare them with an in-process run's)")
     args = ap.parse_args()
     tfds.disable_progress_bar()
-    options = data.beam_options(args.beam_runner, args.beam_workers)
+    if args.beam_runner in data.BEAM_LOCAL_RUNNERS:
+        options = data.beam_options(args.beam_runner, None, [
+            f"direct_num_workers={args.beam_workers}",
+            f"direct_running_mode={args.running_mode}"])
+    else:
+        options = data.beam_options(args.beam_runner, args.beam_workers)
     root = pathlib.Path(args.data_dir or tempfile.mkdtemp(prefix="hgn_bench_beam_"))
     print(f"cores: {os.cpu_count()}, in-process threads: {args.workers or os.cpu_count()}, "
-          f"Beam: {args.beam_runner} with {args.beam_workers} workers, data dir: {root}")
+          f"Beam: {args.beam_runner} with {args.beam_workers} workers ({args.running_mode}), "
+          f"data dir: {root}")
     try:
         plain = _builder(args, str(root / "plain"))
         on_beam = _builder(args, str(root / "beam"))
@@ -95,10 +108,16 @@ def main():
         print(f"config {plain.builder_config.name}: {plain.builder_config.num_train} + "
               f"{plain.builder_config.num_test} sequences")
         seconds = {}
-        for name, builder, beam in (("in-process", plain, None), ("beam", on_beam, options)):
+        builds = (("in-process", plain, None), ("beam", on_beam, options))
+        for name, builder, beam in builds[1:] if args.beam_only else builds:
             seconds[name] = s = _timed_build(builder, beam)
             print(f"{name:10}  {s:8.1f} s  {n / s:7.1f} sequences/s  (finished "
                   f"{time.strftime('%H:%M:%S')})", flush=True)
+        if args.beam_only:
+            for split in ("train", "test"):
+                print(f"{split:5} records sha256  beam {_record_digest(on_beam, split)[:16]}  "
+                      f"shard lengths {on_beam.info.splits[split].shard_lengths}")
+            return 0
         print(f"beam / in-process time: {seconds['beam'] / seconds['in-process']:.2f}x")
         a, b = _files(plain), _files(on_beam)
         same = sorted(a) == sorted(b) and all(a[k].read_bytes() == b[k].read_bytes() for k in a)
