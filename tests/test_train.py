@@ -202,7 +202,8 @@ _MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from hgn_tf import config as C
     from hgn_tf.train import build_model
-    cfg = C.tiny().replace(geco=dict(alpha=0.5, nu=1.0))
+    # XLA-compiled integrator steps on, as on a GPU (the tiny preset has them off).
+    cfg = C.tiny().replace(geco=dict(alpha=0.5, nu=1.0), model=dict(xla_steps=True))
     x = np.random.default_rng(0).random((4, 4, 32, 32, 3)).astype("float32")
     out = {}
     for name, strategy in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
