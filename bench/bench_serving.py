@@ -99,7 +99,10 @@ def main(argv=None) -> None:
             thread.join()
             server.server_close()
 
-    peak = args.peak or conv_peak_gflops()
+    # The floor uses the rate of the precision the convolutions run in: a bfloat16 model's
+    # decoder and encoder on the bfloat16 units (their FLOPs dominate the rollout's).
+    peak = args.peak or conv_peak_gflops(
+        dtype=tf.bfloat16 if args.precision == "mixed_bfloat16" else tf.float32)
     flops_1 = rollout_gflops(model, 1, args.steps)
     flops_b = rollout_gflops(model, args.batch, args.steps)
     floor_latency = flops_1 / peak
@@ -112,7 +115,8 @@ def main(argv=None) -> None:
           f"{r}x{r}, {k} conditioning frames, XLA steps up to batch {xla}; "
           f"TensorFlow {tf.__version__}, {where}")
     print(f"SavedModel vs tf.function frames max |diff| = {diff:.1e}; "
-          f"conv peak {peak:.0f} GFLOP/s; {flops_1:.2f} GFLOP per batch-1 rollout")
+          f"conv peak ({args.precision.replace('mixed_', '')}) {peak:.0f} GFLOP/s; "
+          f"{flops_1:.2f} GFLOP per batch-1 rollout")
     print(f"{'':34s}{'SavedModel':>12s}{'tf.function':>13s}{'floor':>9s}{'reached':>9s}")
     print(f"{'latency, batch 1 (ms, median)':34s}{1e3 * latency['SavedModel']:12.1f}"
           f"{1e3 * latency['tf.function']:13.1f}{1e3 * floor_latency:9.1f}"

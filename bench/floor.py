@@ -40,19 +40,21 @@ def gflops(concrete) -> float:
     return tf.compat.v1.profiler.profile(graph=concrete.graph, options=opts).total_float_ops / 1e9
 
 
-def conv_peak_gflops(repeats: int = 5) -> float:
-    """GFLOP/s of a 3x3 64 -> 64 convolution at 32x32 on 256 images, forward + backward."""
-    x = tf.random.stateless_normal([256, 32, 32, 64], seed=[1, 2])
-    kernel = tf.Variable(tf.random.stateless_normal([3, 3, 64, 64], seed=[3, 4]) * 0.05)
+def conv_peak_gflops(repeats: int = 5, dtype=tf.float32) -> float:
+    """GFLOP/s of a 3x3 64 -> 64 convolution at 32x32 on 256 images, forward + backward, in
+    `dtype` (tf.bfloat16: the rate of the hardware's bfloat16 units, where it has them)."""
+    x = tf.cast(tf.random.stateless_normal([256, 32, 32, 64], seed=[1, 2]), dtype)
+    kernel = tf.Variable(tf.cast(tf.random.stateless_normal([3, 3, 64, 64], seed=[3, 4]) * 0.05,
+                                 dtype))
 
     @tf.function
     def forward_backward(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = tf.reduce_sum(tf.square(tf.nn.conv2d(x, kernel, 1, "SAME")))
+            y = tf.reduce_sum(tf.square(tf.cast(tf.nn.conv2d(x, kernel, 1, "SAME"), tf.float32)))
         return tape.gradient(y, [x, kernel])
 
-    flops = gflops(forward_backward.get_concrete_function(tf.TensorSpec(x.shape)))
+    flops = gflops(forward_backward.get_concrete_function(tf.TensorSpec(x.shape, dtype)))
     return flops / median_time(lambda: forward_backward(x), repeats)
 
 
