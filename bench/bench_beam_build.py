@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--workers", type=int, default=None, help="in-process threads (all cores)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--running-mode", choices=("multi_processing", "multi_threading"),
+    ap.add_argument("--running-mode", choices=("multi_processing", "multi_threading", "in_memory"),
                     default="multi_processing",
                     help="the DirectRunner's direct_running_mode (its workers: processes or "
                          "threads)")
