@@ -272,3 +272,14 @@ def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     assert result["true_energy_error_readback_floor"]["mean"] < 0.02
     for name in ("latent.png", "energy.png", "rollout.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_energy_ratio_error_bar_is_first_order_propagation():
+    from hgn_tf.baselines.run import energy_ratio
+
+    r, se = energy_ratio({"energy_mse": 6e-3, "energy_mse_se": 3e-4},
+                         {"energy_mse": 2e-5, "energy_mse_se": 2e-6})
+    assert r == pytest.approx(300.0)
+    assert se == pytest.approx(300.0 * np.sqrt(0.05 ** 2 + 0.1 ** 2))
+    assert energy_ratio({"energy_mse": 1.0, "energy_mse_se": 0.1},
+                        {"energy_mse": 0.0, "energy_mse_se": 0.0})[0] == np.inf
