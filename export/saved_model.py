@@ -35,7 +35,8 @@ The integrator's dq/dt = dH/dp and dp/dt = -dH/dq come from `tf.GradientTape` in
 exactly as in training (`hgn_tf.integrators`); the step loop is a `tf.while_loop`, so n_steps is an
 input, not a constant of the graph. Calls of at most `xla_max_batch` sequences (hgn_export.json;
 default 16, 0: never) run each step compiled by XLA (`integrators.xla_steps`), larger ones the
-plain graph: the same numbers to float32 rounding, twice as fast at batch 1 on a CPU. Every signature checks its inputs with `tf.debugging` asserts
+plain graph: the same numbers to float32 rounding, twice as fast at batch 1 on a CPU.
+Every signature checks its inputs with `tf.debugging` asserts
 (1 <= n_steps <= max_steps, 1 <= batch <= max_batch, at least k frames, dt finite with
 |dt| <= max_abs_dt = MAX_DT_FACTOR x the training dt, q and p finite with |values| <=
 max_abs_state; see `hgn_tf.export.limits`): a bad call fails with InvalidArgumentError naming the
