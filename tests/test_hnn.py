@@ -283,3 +283,34 @@ def test_energy_ratio_error_bar_is_first_order_propagation():
     assert se == pytest.approx(300.0 * np.sqrt(0.05 ** 2 + 0.1 ** 2))
     assert energy_ratio({"energy_mse": 1.0, "energy_mse_se": 0.1},
                         {"energy_mse": 0.0, "energy_mse_se": 0.0})[0] == np.inf
+
+
+def test_a_killed_hnn_run_resumes_from_the_models_it_finished(tmp_path, monkeypatch):
+    from hgn_tf.baselines import run
+    from hgn_tf.baselines.tasks import get_task
+
+    rng = np.random.default_rng(0)
+    points = lambda n: (rng.normal(size=(n, 2)), rng.normal(size=(n, 2)))  # noqa: E731
+    monkeypatch.setattr(run, "load_task_data", lambda name, data_dir: {
+        "train": points(32), "test": points(8)})
+    monkeypatch.setattr(run, "evaluate_fields", lambda task, fields, **kw: (
+        {k: {"energy_mse": float(np.abs(f(np.ones((1, 2)))).sum())} for k, f in fields.items()},
+        {}))
+    monkeypatch.setattr(run, "_pictures", lambda *a: None)
+    fitted = []
+    real_fit = run.hnn.fit
+    monkeypatch.setattr(run.hnn, "fit", lambda model, *a, **kw: (
+        fitted.append(model.config.kind), real_fit(model, *a, **kw))[1])
+
+    task = get_task("spring", steps=3)
+    first = run._run_task(task, tmp_path, None, 0, False)
+    assert fitted == ["baseline", "hnn"]
+    # Killed after the baseline finished: its marker is there, the HNN's is not.
+    (tmp_path / "hnn_trained.json").unlink()
+    second = run._run_task(task, tmp_path, None, 0, False)
+    assert fitted == ["baseline", "hnn", "hnn"]
+    assert second["scores"]["baseline"] == first["scores"]["baseline"]  # the same weights
+    assert second["baseline_curves"] == first["baseline_curves"]
+    # Other settings: both are trained again.
+    run._run_task(get_task("spring", steps=4), tmp_path, None, 0, False)
+    assert fitted == ["baseline", "hnn", "hnn", "baseline", "hnn"]

@@ -12,11 +12,14 @@ rtol = atol = 1e-12) and scored with the true energy. Writes
     OUT/<task>/energy.png          true energy along the rollouts over time
     OUT/<task>/{hnn,baseline}.json, .weights.h5   the trained models (`hnn.load`)
     OUT/table.md                   every task under OUT, beside the official README's numbers
+A killed run resumes: a model whose training finished (`<kind>_trained.json`, written after its
+weights, with the settings it was trained with) is loaded instead of trained again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import time
 
@@ -92,26 +95,47 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
               "train_points": len(data["train"][0]), "n_states": N_STATES,
               "solver": solver, "ivp_method": method if solver == "solve_ivp" else "DOP853"}
     fields = {}
+    settings = {k: record[k] for k in ("task", "steps", "batch_size", "weight_decay", "seed",
+                                       "train_points")}
     for kind in ("baseline", "hnn"):
-        start = time.perf_counter()
-        model = hnn.build(hnn.HNNConfig(kind=kind, state_dim=2 * task.dim,
-                                        weight_decay=task.weight_decay, seed=seed))
-        curves = hnn.fit(model, *data["train"], steps=task.steps, batch_size=task.batch_size,
-                         test=data["test"], seed=seed)
-        record[f"{kind}_train_s"] = time.perf_counter() - start
+        marker = out / f"{kind}_trained.json"
+        saved = json.loads(marker.read_text()) if marker.is_file() else None
+        if saved is not None and saved["settings"] == settings:
+            # Trained by an earlier run with these settings (the marker is written after the
+            # weights): a killed run resumes from the model it had not finished.
+            model = hnn.load(out, kind)
+            record[f"{kind}_train_s"], curves = saved["train_s"], saved["curves"]
+            done = "loaded (trained before)"
+        else:
+            start = time.perf_counter()
+            model = hnn.build(hnn.HNNConfig(kind=kind, state_dim=2 * task.dim,
+                                            weight_decay=task.weight_decay, seed=seed))
+            curves = hnn.fit(model, *data["train"], steps=task.steps,
+                             batch_size=task.batch_size, test=data["test"], seed=seed)
+            train_s = time.perf_counter() - start
+            hnn.save(model, out)
+            _write_json(marker, {"settings": settings, "train_s": train_s, "curves": curves})
+            record[f"{kind}_train_s"] = train_s
+            done = f"{task.steps} steps in {train_s:.0f} s"
         record[f"{kind}_curves"] = curves
-        hnn.save(model, out)
         fields[kind] = hnn.field_function(model)
         if verbose:
-            print(f"{task.name} {kind}: {task.steps} steps in {record[f'{kind}_train_s']:.0f} s, "
-                  f"test field MSE {curves['test_loss'][-1]:.3e}", flush=True)
+            print(f"{task.name} {kind}: {done}, test field MSE {curves['test_loss'][-1]:.3e}",
+                  flush=True)
     start = time.perf_counter()
     scores, rollouts = evaluate_fields(task, fields, seed=seed, solver=solver, method=method)
     record["eval_s"] = time.perf_counter() - start
     record["scores"] = scores
     _pictures(task, rollouts, out)
-    (out / "metrics.json").write_text(json.dumps(record, indent=1))
+    _write_json(out / "metrics.json", record)
     return record
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+    """`value` as JSON at `path`, whole or not at all (a temporary file renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
 
 
 def _fmt(value: float, se: float | None = None) -> str:
