@@ -51,7 +51,7 @@ def main(argv=None) -> None:
                                for i in range(0, len(truth), args.batch)])
 
     preds = {p: frames_of(model.with_precision(p))
-             for p in dict.fromkeys((cfg.model.precision, "mixed_bfloat16"))}
+             for p in ("float32", "mixed_bfloat16")}
     print(f"{args.run_dir}: {cfg.data.system}, trained in {cfg.model.precision}, "
           f"{len(truth)} test sequences, {STORED_FRAMES} frames, the encoder reads {k}; "
           f"TensorFlow {tf.__version__}")

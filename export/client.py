@@ -57,10 +57,8 @@ def _request(url: str, body: dict | None, timeout: float):
 
 
 def _to_json(value):
-    """A value orjson writes: arrays as they are (C order), numpy scalars as Python numbers."""
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value)
-    return value.item() if isinstance(value, np.generic) else value
+    """A value orjson writes (it takes numpy scalars, and arrays in C order only)."""
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
 
 
 def predict(url: str, signature: str, inputs: dict, model_name: str = "hgn",

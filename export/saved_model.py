@@ -66,7 +66,7 @@ from hgn_tf.export.limits import (
     NON_FINITE_OUTPUT,
 )
 
-from hgn_tf.errors import ExportError, check, folder, positive_int
+from hgn_tf.errors import ExportError, folder, non_negative_int, positive_int
 
 __all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModule",
            "NON_FINITE_OUTPUT", "export_info", "export_saved_model", "versions"]
@@ -364,9 +364,7 @@ def export_saved_model(run_dir_or_model, out_dir, version: int | None = None,
     """
     positive_int("max_steps", max_steps, ExportError)
     positive_int("max_batch", max_batch, ExportError)
-    check(isinstance(xla_max_batch, int) and not isinstance(xla_max_batch, bool)
-          and xla_max_batch >= 0, "xla_max_batch", xla_max_batch, "a non-negative integer",
-          ExportError)
+    non_negative_int("xla_max_batch", xla_max_batch, ExportError)
     out_dir = folder("out_dir", out_dir, ExportError)
     if version is None:
         version = (versions(out_dir) or [0])[-1] + 1

@@ -88,6 +88,13 @@ def positive_int(field: str, value: Any, error: type[HGNError] = ConfigError) ->
     return int(value)
 
 
+def non_negative_int(field: str, value: Any, error: type[HGNError] = ConfigError) -> int:
+    """`value` as an int if it is an integer >= 0 (not a bool), else `error` naming `field`."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    check(ok, field, value, "a non-negative integer", error)
+    return int(value)
+
+
 def folder(field: str, path: Any, error: type[HGNError] = ConfigError) -> pathlib.Path:
     """`path` as a Path if it is a folder or can be made one, else `error` naming `field`.
 

@@ -64,7 +64,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from hgn_tf.errors import ConfigError
+from hgn_tf.errors import ConfigError, non_negative_int
 
 __all__ = [
     "NAMES",
@@ -553,10 +553,8 @@ def xla_steps(step: Callable, xla_max_batch: int | None, q0: tf.Tensor) -> Calla
     Raises:
         ConfigError: if `xla_max_batch` is not a non-negative integer.
     """
-    if xla_max_batch is not None and (isinstance(xla_max_batch, bool)
-                                      or not isinstance(xla_max_batch, int) or xla_max_batch < 0):
-        raise ConfigError("xla_max_batch must be a non-negative integer or None (every batch), "
-                          f"got {xla_max_batch!r}.", "xla_max_batch")
+    if xla_max_batch is not None:
+        non_negative_int("xla_max_batch", xla_max_batch)
     if xla_max_batch == 0:
         return step
     compiled = tf.function(step, jit_compile=True)

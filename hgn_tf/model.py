@@ -416,12 +416,9 @@ class HGN(keras.Model):
         accuracy."""
         import dataclasses
 
-        from hgn_tf.config import PRECISIONS
-        if precision not in PRECISIONS:
-            raise ConfigError(f"`precision` must be one of {PRECISIONS}, got {precision!r}.",
-                              "precision")
         if precision == self.config.precision:
             return self
+        # ModelConfig checks `precision` (a ConfigError naming it).
         twin = HGN(dataclasses.replace(self.config, precision=precision), self.geco_config,
                    seed=self.seed, resolution=self.resolution,
                    sequence_length=self.sequence_length)

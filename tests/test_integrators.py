@@ -608,7 +608,7 @@ def test_xla_steps_give_the_same_rollout_and_compile_only_small_batches():
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "4"])
 def test_bad_xla_max_batch_is_an_error_naming_it(bad):
     q = tf.zeros([1, 2])
-    with pytest.raises(ConfigError, match="xla_max_batch must be a non-negative integer") as e:
+    with pytest.raises(ConfigError, match="`xla_max_batch` must be a non-negative integer") as e:
         integrators.integrate(integrators.get("leapfrog"), harmonic, q, q, 0.1, 3,
                               xla_max_batch=bad)
     assert e.value.field == "xla_max_batch"
