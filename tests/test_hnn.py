@@ -259,6 +259,19 @@ def test_pixel_hnn_weights_its_terms_and_its_schedule_sets_them():
     np.testing.assert_allclose(model.field(z).numpy(), [[g[0, 1], -g[0, 0]]], rtol=1e-5)
 
 
+def test_pixel_hnn_reads_frames_with_the_background_removed():
+    from hgn_tf.baselines.pixel_run import from_model, pendulum_frames, to_model
+
+    frames = pendulum_frames(2, 3, seed=0)["frames"]
+    x = to_model(frames)
+    empty = np.all(np.abs(frames - frames[0, 0, 0, 0]) < 1e-6, axis=-1)  # corner: background
+    assert empty.mean() > 0.9
+    np.testing.assert_allclose(x[empty], 0.0, atol=1e-6)  # an empty pixel reads 0
+    assert np.abs(x[~empty]).max() > 0.3  # the bob does not
+    np.testing.assert_allclose(from_model(x), frames, atol=1e-6)
+    assert from_model(x + 5).max() == 1.0 and from_model(x - 5).min() == 0.0
+
+
 def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     rc = cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "50",
                    "--out", str(tmp_path)])
