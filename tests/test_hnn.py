@@ -272,6 +272,17 @@ def test_pixel_hnn_reads_frames_with_the_background_removed():
     assert from_model(x + 5).max() == 1.0 and from_model(x - 5).min() == 0.0
 
 
+def test_pixel_hnn_input_is_the_frame_and_its_difference_with_the_last():
+    from hgn_tf.baselines.pixel_run import inputs
+
+    frames = np.arange(2 * 3 * 2 * 2 * 3, dtype=np.float32).reshape(2, 3, 2, 2, 3) ** 2
+    x = inputs(frames)
+    assert x.shape == (2, 2, 24)
+    np.testing.assert_array_equal(x[1, 0, :12], frames[1, 1].ravel())
+    np.testing.assert_array_equal(x[1, 0, 12:], (frames[1, 1] - frames[1, 0]).ravel())
+    np.testing.assert_array_equal(x[0, 1, 12:], (frames[0, 2] - frames[0, 1]).ravel())
+
+
 def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     rc = cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "50",
                    "--out", str(tmp_path)])
@@ -283,7 +294,7 @@ def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     assert result["latent_h_drift"]["mean"] < 1e-6  # the learned H is conserved by its field
     assert result["true_energy_drift_readback_floor"]["mean"] < 0.02  # the read-back works
     assert result["true_energy_error_readback_floor"]["mean"] < 0.02
-    for name in ("latent.png", "energy.png", "rollout.png"):
+    for name in ("latent.png", "energy.png", "rollout.png", "pixel_hnn.weights.h5"):
         assert (tmp_path / name).stat().st_size > 0
 
 

@@ -1,9 +1,9 @@
 """PixelHNN (Greydanus et al. 2019, section 5; official experiment-pixels): an HNN in the latent
-space of an MLP autoencoder, trained on pairs of consecutive frames.
+space of an MLP autoencoder, trained on pairs of consecutive inputs.
 
-An input is a pair of consecutive frames, flattened and concatenated: x_t = [frame_t, frame_t+1]
-(so one input carries a velocity). With the encoder E, decoder D and an HNN f on the latent
-z = (z_q, z_p) in R^(2k) (k = latent_dim / 2):
+An input carries a position and a velocity: the official x_t = [frame_t, frame_t - frame_t-1],
+flattened and concatenated (`pixel_run.inputs`). With the encoder E, decoder D and an HNN f on
+the latent z = (z_q, z_p) in R^(2k) (k = latent_dim / 2):
 
     z = E(x_t),  z' = E(x_t+1),  x_hat = D(z)
     AE   = mean (x_t - x_hat)^2                                 (autoencoder)
@@ -133,7 +133,7 @@ class WeightedTermsModel(keras.Model):
 
 
 class PixelHNN(WeightedTermsModel):
-    """Autoencoder + latent HNN, trained on (x_t, x_t+1) pairs of frame pairs."""
+    """Autoencoder + latent HNN, trained on pairs (x_t, x_t+1) of consecutive inputs."""
 
     def __init__(self, config: PixelHNNConfig, **kwargs):
         super().__init__(config, **kwargs)

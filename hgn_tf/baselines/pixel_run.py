@@ -2,8 +2,9 @@
 
 Data: trajectories of our `pendulum` (constants and r ~ U(1.3, 2.3) as HGN's; no noise, as the
 official gym frames) sampled every `dt` = 0.05 (the gym pendulum's step) and drawn by our
-renderer at 32x32 RGB; example i of a split is a pure function of (seed, split, i). An input is a
-pair of consecutive frames; a training example is (x_t, x_t+1) = (pair t, pair t+1). The model
+renderer at 32x32 RGB; example i of a split is a pure function of (seed, split, i). The input at
+frame t >= 1 is the official one, x_t = [frame_t, frame_t - frame_t-1] (position, and velocity as
+a frame difference; `inputs`); a training example is (x_t, x_t+1). The model
 reads and draws frames minus the background colour (`to_model` / `from_model`), so an empty pixel
 is 0, as in the official frames (their preprocessing, red minus green, zeroes gym's white
 background). Measured (2026-12-02, the autoencoder alone, 40 x 58 pairs, Adam 1e-3, batch 200):
@@ -26,8 +27,8 @@ rollout are scored:
                       drift but the wrong energy (p = 0), so the drift alone cannot pass it
     pixel MSE         mean over the first 30 frames of the squared pixel error, x1e4 (Table 1)
 
-Writes OUT/metrics.json, OUT/latent.png (latent orbits), OUT/energy.png (read-back energy) and
-OUT/rollout.png (true and decoded frames).
+Writes OUT/metrics.json, OUT/latent.png (latent orbits), OUT/energy.png (read-back energy),
+OUT/rollout.png (true and decoded frames) and OUT/pixel_hnn.weights.h5 (the trained model).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from hgn_tf.errors import ConfigError, check, folder, positive_int
 from hgn_tf.physics import readback
 from hgn_tf.physics.render import DEFAULT_BACKGROUND
 
-__all__ = ["SCHEDULES", "from_model", "pendulum_frames", "run_pixel_hnn", "to_model"]
+__all__ = ["SCHEDULES", "from_model", "inputs", "pendulum_frames", "run_pixel_hnn", "to_model"]
 
 SCHEDULES = {"official": OFFICIAL, "staged": STAGED}
 DT = 0.05
@@ -77,10 +78,13 @@ def from_model(drawn: np.ndarray) -> np.ndarray:
     return np.clip(drawn + _BACKGROUND, 0, 1)
 
 
-def _pairs(frames: np.ndarray) -> np.ndarray:
-    """[N, T-1, 2 F]: consecutive frames flattened and concatenated."""
+def inputs(frames: np.ndarray) -> np.ndarray:
+    """[N, T-1, 2 F]: x_t = [frame_t, frame_t - frame_t-1] for t = 1 .. T-1, each flattened (the
+    official experiment-pixels layout). Reconstructing the difference is what makes the
+    autoencoder carry the velocity: frame_t+1 alone differs from frame_t by a few pixels' worth,
+    which a 2-number code can ignore at little cost."""
     flat = frames.reshape(frames.shape[0], frames.shape[1], -1)
-    return np.concatenate([flat[:, :-1], flat[:, 1:]], axis=-1)
+    return np.concatenate([flat[:, 1:], flat[:, 1:] - flat[:, :-1]], axis=-1)
 
 
 def _first_frame(model: PixelHNN, z: np.ndarray, shape) -> np.ndarray:
@@ -101,7 +105,7 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
     check(isinstance(frames, int) and frames >= 3, "frames", frames, "an integer >= 3")
     out = folder("out", out)
     out.mkdir(parents=True, exist_ok=True)
-    train = _pairs(to_model(
+    train = inputs(to_model(
         pendulum_frames(n_train, frames, split="train", seed=seed)["frames"]))
     x, x_next = train[:, :-1].reshape(-1, train.shape[-1]), train[:, 1:].reshape(
         -1, train.shape[-1])
@@ -117,12 +121,13 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
 
     test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed)
     shape = test["frames"].shape[2:]
-    z0 = model.encoder(_pairs(to_model(test["frames"][:, :2]))[:, 0]).numpy().astype(np.float64)
+    # x_1 = [frame 1, frame 1 - frame 0]: the rollout's frame k is the truth's frame k + 1.
+    z0 = model.encoder(inputs(to_model(test["frames"][:, :2]))[:, 0]).numpy().astype(np.float64)
     z = rollout_field(hnn.field_function(model.hnn), z0, np.arange(eval_frames, dtype=float),
                       solver="batched")
     learned_h = model.hnn.energy(z.reshape(-1, z.shape[-1])).numpy().reshape(z.shape[:2])
     decoded = _first_frame(model, np.nan_to_num(z), shape)
-    truth = test["frames"][:, :eval_frames]
+    truth = test["frames"][:, 1:]
     system = physics.get("pendulum")
     read_model = readback.read_state(decoded, system, DT).energy
     read_truth = readback.read_state(truth, system, DT).energy
@@ -151,6 +156,8 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
                                                               truth[:, :30]).mean()),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    model(np.float32(x[:1]))  # marks the subclassed model built (its parts are) for saving
+    model.save_weights(out / "pixel_hnn.weights.h5")
     series = {f"#{i}": (z[i, :, 0], z[i, :, 1]) for i in range(min(4, n_test))}
     plots.line_plot(out / "latent.png", series, xlabel="z_q", ylabel="z_p",
                     title="PixelHNN latent rollouts (150 frames each)",
