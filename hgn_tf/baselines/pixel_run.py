@@ -4,31 +4,21 @@ Data: trajectories of our `pendulum` (constants and r ~ U(1.3, 2.3) as HGN's; no
 official gym frames) sampled every `dt` = 0.05 (the gym pendulum's step) and drawn by our
 renderer at 32x32 RGB; example i of a split is a pure function of (seed, split, i). The input at
 frame t >= 1 is the official one, x_t = [frame_t, frame_t - frame_t-1] (position, and velocity as
-a frame difference; `inputs`); a training example is (x_t, x_t+1). The model
-reads and draws frames minus the background colour (`to_model` / `from_model`), so an empty pixel
-is 0, as in the official frames (their preprocessing, red minus green, zeroes gym's white
-background). Measured (2026-12-02, the autoencoder alone, 40 x 58 pairs, Adam 1e-3, batch 200):
-on the raw frames (background 0.3 in every pixel) the autoencoder sits on the mean frame for
-1,000 steps and then wanders between 0.46x and 0.76x of it up to 7,000 steps; on the centred
-frames it reaches 0.37x after 500 steps and 0.17x after 2,000. The constant background dominates
-every first-layer pre-activation of the relu encoder, so a small bob barely moves its output.
+a frame difference; `inputs`); a training example is (x_t, x_t+1). The model reads and draws
+one channel per frame, red minus green (`to_model` / `from_model`): the official preprocessing,
+which zeroes gym's white background; it zeroes our neutral grey one too and keeps the red bob
+(0.6). Frames are rebuilt exactly from it, since the renderer paints one colour over the
+background (`from_model`).
 
-Evaluation on held-out trajectories: the first pair is encoded, z0 = E(x_0), the latent HNN's
-field is integrated (DOP853, rtol 1e-12; one latent time unit per frame, so the field's Euler
-step of training is dt = 1) for `eval_frames` frames, and the decoded first frames of the
-rollout are scored:
-
-    latent H drift    max_t |H(z_t) - H(z_0)| / std of H(z_0) over the trajectories
-                      (the learned H, conserved by construction up to the solver)
-    true energy drift the bob read back from the decoded frames (`physics.readback`), the
-                      pendulum's H of the read (q, p); max_t |E_t - E_0| / E_0, beside the same
-                      read from the true frames (the read-back floor)
-    energy error      mean_t |E_t - E_true| / E_true: a decoder that draws a still bob has no
-                      drift but the wrong energy (p = 0), so the drift alone cannot pass it
-    pixel MSE         mean over the first 30 frames of the squared pixel error, x1e4 (Table 1)
-
-Writes OUT/metrics.json, OUT/latent.png (latent orbits), OUT/energy.png (read-back energy),
-OUT/rollout.png (true and decoded frames) and OUT/pixel_hnn.weights.h5 (the trained model).
+Measured (2026-12-02, the autoencoder alone, 40 x 58 examples, Adam 1e-3, batch 200; ratios to
+the mean frame): on the raw RGB frame pairs (background 0.3 in every pixel) the autoencoder sits
+on the mean frame for 1,000 steps and then wanders between 0.46x and 0.76x up to 7,000 steps (the
+constant background dominates every first-layer pre-activation, so the small bob barely moves the
+encoder's output); with the background subtracted it reaches 0.17x in 2,000 steps, but the
+staged schedule then gives a still latent (the next frame differs from this one by a few pixels,
+so a 2-number code need not carry the velocity); on the official [frame, difference] input in
+RGB all 6,144-input relu units died in the first steps (a constant code); on red minus green
+(2,048 inputs) it reaches 0.35x in 500 steps and 0.15x in 2,000.
 """
 
 from __future__ import annotations
@@ -51,8 +41,10 @@ __all__ = ["SCHEDULES", "from_model", "inputs", "pendulum_frames", "run_pixel_hn
 SCHEDULES = {"official": OFFICIAL, "staged": STAGED}
 DT = 0.05
 _SPLITS = {"train": 0, "test": 1}
-# The background as the renderer draws it (a uint8 level), so that an empty pixel reads exactly 0.
+# The background as the renderer draws it (a uint8 level; neutral, so red minus green is 0) and
+# the bob's colour.
 _BACKGROUND = (np.rint(255 * np.asarray(DEFAULT_BACKGROUND)) / 255).astype(np.float32)
+_BOB = np.asarray(physics.get("pendulum").colours[0], dtype=np.float32)
 
 
 def pendulum_frames(n: int, n_frames: int, *, split: str = "train", seed: int = 0) -> dict:
@@ -69,13 +61,16 @@ def pendulum_frames(n: int, n_frames: int, *, split: str = "train", seed: int = 
 
 
 def to_model(frames: np.ndarray) -> np.ndarray:
-    """Frames [..., H, W, 3] in [0, 1] -> what the model reads: the background colour removed."""
-    return frames - _BACKGROUND
+    """Frames [..., H, W, 3] in [0, 1] -> [..., H, W, 1]: red minus green (0 on the background)."""
+    return frames[..., :1] - frames[..., 1:2]
 
 
 def from_model(drawn: np.ndarray) -> np.ndarray:
-    """The inverse of `to_model`, clipped to [0, 1]: frames from what the decoder draws."""
-    return np.clip(drawn + _BACKGROUND, 0, 1)
+    """[..., H, W, 1] -> RGB frames: the inverse of `to_model`. A pixel the renderer painted with
+    the bob's coverage a is background + a (bob - background), whose red minus green is
+    a (bob_red - bob_green); a is clipped to [0, 1]."""
+    alpha = np.clip(drawn / (_BOB[0] - _BOB[1]), 0, 1)
+    return _BACKGROUND + alpha * (_BOB - _BACKGROUND)
 
 
 def inputs(frames: np.ndarray) -> np.ndarray:
@@ -120,7 +115,7 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
                   f"ae {s['ae']:.2e} cc {s['cc']:.2e} hnn {s['hnn']:.2e}", flush=True)
 
     test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed)
-    shape = test["frames"].shape[2:]
+    shape = to_model(test["frames"][:1, :1]).shape[2:]
     # x_1 = [frame 1, frame 1 - frame 0]: the rollout's frame k is the truth's frame k + 1.
     z0 = model.encoder(inputs(to_model(test["frames"][:, :2]))[:, 0]).numpy().astype(np.float64)
     z = rollout_field(hnn.field_function(model.hnn), z0, np.arange(eval_frames, dtype=float),
