@@ -259,6 +259,26 @@ def test_pixel_hnn_weights_its_terms_and_its_schedule_sets_them():
     np.testing.assert_allclose(model.field(z).numpy(), [[g[0, 1], -g[0, 0]]], rtol=1e-5)
 
 
+def test_pixel_hnn_decays_the_hnn_only_while_its_term_is_on():
+    # Under Adam a decay-only gradient drives weights to 0 at ~learning_rate per step: the
+    # staged schedule's HNN-off stages once zeroed the latent field for good.
+    from hgn_tf.baselines.pixel_hnn import PixelHNN, PixelHNNConfig, fit_schedule
+
+    rng = np.random.default_rng(0)
+    x, x_next = np.float32(rng.random((12, 8))), np.float32(rng.random((12, 8)))
+    model = PixelHNN(PixelHNNConfig(pixels=8, hidden=8, weight_decay=1e-2))
+    model(x[:1])
+    before = [v.numpy().copy() for v in model.hnn.trainable_variables]
+    encoder_before = model.encoder.trainable_variables[0].numpy().copy()
+    fit_schedule(model, x, x_next, steps=50, schedule=((1.0, 1.0, 1.0, 0.0),), batch_size=6)
+    for b, v in zip(before, model.hnn.trainable_variables):
+        np.testing.assert_array_equal(v.numpy(), b)  # HNN term off: untouched
+    assert not np.array_equal(model.encoder.trainable_variables[0].numpy(), encoder_before)
+    fit_schedule(model, x, x_next, steps=50, schedule=((1.0, 1.0, 1.0, 0.1),), batch_size=6)
+    assert any(not np.array_equal(v.numpy(), b)
+               for b, v in zip(before, model.hnn.trainable_variables))
+
+
 def test_pixel_hnn_reads_red_minus_green_and_rebuilds_the_frames_from_it():
     from hgn_tf.baselines.pixel_run import from_model, pendulum_frames, to_model
 

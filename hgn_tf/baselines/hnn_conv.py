@@ -187,6 +187,9 @@ class HNNConv(pixel_hnn.WeightedTermsModel):
         """Frames [B, T >= 2, H, W, 3] -> the rollout's frames [B, T, H, W, 3]."""
         return self.rollout(frames, frames.shape[1])["frames"]
 
+    def hnn_weight(self):
+        return tf.constant(self.config.weights[2], tf.float32)
+
     def _terms(self, window):
         return self._weighted(loss_terms(self.encode, self.decode, self.field, window),
                               self.config.weights)

@@ -116,12 +116,31 @@ class WeightedTermsModel(keras.Model):
             tracker.update_state(terms[name])
         return {name: t.result() for name, t in self.trackers.items()}
 
+    def hnn_weight(self):
+        """The weight of the HNN term (w_hnn) in the loss."""
+        raise NotImplementedError
+
+    def _decayed_loss(self, loss):
+        """`loss` + the weight decay of the variables it depends on: the latent HNN's only while
+        w_hnn > 0. Under Adam a variable whose only gradient is the decay's moves by about the
+        learning rate per step toward 0, whatever the decay's size (Adam divides the gradient by
+        its own scale): in the staged schedule's first 5,500 steps (HNN term off) the HNN's
+        weights fell from ~0.1 to 1e-190, where its field and every gradient of it are 0 for
+        good, so the latent rollouts stood still (2026-12-02)."""
+        hnn_ids = {id(v) for v in self.hnn.trainable_variables}
+        rest = [v for v in self.trainable_variables if id(v) not in hnn_ids]
+        on = tf.cast(self.hnn_weight() > 0, loss.dtype)
+        decayed = with_weight_decay(loss, rest, self.config.weight_decay)
+        return decayed + on * (with_weight_decay(tf.zeros_like(loss),
+                                                 self.hnn.trainable_variables,
+                                                 self.config.weight_decay))
+
     def train_step(self, data):
         with tf.GradientTape() as tape:
             terms = self._terms(data)
-            loss = with_weight_decay(terms["loss"], self.trainable_variables,
-                                     self.config.weight_decay)
-        grads = tape.gradient(loss, self.trainable_variables)
+            loss = self._decayed_loss(terms["loss"])
+        grads = tape.gradient(loss, self.trainable_variables,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._track(terms)
 
@@ -152,6 +171,9 @@ class PixelHNN(WeightedTermsModel):
 
     def call(self, x):
         return self.decoder(self.encoder(x))
+
+    def hnn_weight(self):
+        return self.weights_ae_cc_hnn[2]
 
     def _terms(self, data):
         x, x_next = data
