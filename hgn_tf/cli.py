@@ -359,7 +359,7 @@ def cmd_baselines_pixel_hnn(args):
     from hgn_tf.baselines.pixel_run import run_pixel_hnn
 
     result = run_pixel_hnn(args.out, schedule=args.schedule, steps=args.steps, seed=args.seed,
-                           verbose=True)
+                           max_angle=args.max_angle, verbose=True)
     keys = ("latent_h_drift", "true_energy_drift", "true_energy_drift_readback_floor",
             "true_energy_error", "true_energy_error_readback_floor")
     print(json.dumps({k: result[k] for k in keys}, indent=1))
@@ -415,6 +415,10 @@ def _add_baselines_parser(sub):
     p.add_argument("--steps", type=int, default=3000,
                    help="Adam steps in all (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds data and weights (default 0)")
+    p.add_argument("--max-angle", type=float, default=None,
+                   help="initial angles ~ U(-A, A) and angular velocities ~ U(-1, 1), the "
+                        "official gym protocol's small swings (official A: 0.5236 = pi / 6); "
+                        "default: HGN's pendulum states (swings up to ~2.3 rad)")
     p.add_argument("--out", default="runs/pixel_hnn",
                    help="output folder (default %(default)s)")
     p.set_defaults(func=cmd_baselines_pixel_hnn)

@@ -304,6 +304,21 @@ def test_pixel_hnn_input_is_the_frame_and_its_difference_with_the_last():
     np.testing.assert_array_equal(x[0, 1, 12:], (frames[0, 2] - frames[0, 1]).ravel())
 
 
+def test_pixel_hnn_small_swings_follow_the_official_gym_protocol():
+    from hgn_tf.baselines.pixel_run import pendulum_frames
+    from hgn_tf.errors import ConfigError
+    from hgn_tf.physics import get
+
+    d = pendulum_frames(32, 2, max_angle=np.pi / 6)
+    assert np.abs(d["q"][:, 0]).max() <= np.pi / 6
+    qdot = get("pendulum").dynamics(d["q"][:, 0], d["p"][:, 0], 0.0)[0]  # dH/dp
+    assert np.abs(qdot).max() <= 1.0 and np.abs(qdot).max() > 0.5
+    wide = pendulum_frames(32, 2)  # HGN's states swing much further
+    assert np.abs(wide["q"][:, 0]).max() > 1.0
+    with pytest.raises(ConfigError, match="max_angle"):
+        pendulum_frames(2, 2, max_angle=0.0)
+
+
 def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     rc = cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "50",
                    "--out", str(tmp_path)])

@@ -47,13 +47,25 @@ _BACKGROUND = (np.rint(255 * np.asarray(DEFAULT_BACKGROUND)) / 255).astype(np.fl
 _BOB = np.asarray(physics.get("pendulum").colours[0], dtype=np.float32)
 
 
-def pendulum_frames(n: int, n_frames: int, *, split: str = "train", seed: int = 0) -> dict:
-    """{"frames": float32 [n, T, 32, 32, 3] in [0, 1], "q", "p": [n, T, 1], "t": [T]}."""
+def pendulum_frames(n: int, n_frames: int, *, split: str = "train", seed: int = 0,
+                    max_angle: float | None = None) -> dict:
+    """{"frames": float32 [n, T, 32, 32, 3] in [0, 1], "q", "p": [n, T, 1], "t": [T]}.
+
+    `max_angle` None: HGN's initial states (phase-space radius in [1.3, 2.3], swings up to ~2.3
+    rad). A float: the official gym protocol's, q0 ~ U(-max_angle, max_angle) (official: pi / 6)
+    and dq/dt ~ U(-1, 1) (gym's reset), small swings.
+    """
     system = physics.get("pendulum")
-    x0 = [system.sample_initial(
-        np.random.default_rng(np.random.SeedSequence([seed, 10 + _SPLITS[split], i])), 1)
-        for i in range(n)]
-    q0, p0 = (np.concatenate(a) for a in zip(*x0))
+    rngs = [np.random.default_rng(np.random.SeedSequence([seed, 10 + _SPLITS[split], i]))
+            for i in range(n)]
+    if max_angle is None:
+        q0, p0 = (np.concatenate(a) for a in zip(*(system.sample_initial(r, 1) for r in rngs)))
+    else:
+        check(isinstance(max_angle, (int, float)) and 0 < max_angle <= np.pi, "max_angle",
+              max_angle, "a float in (0, pi]", ConfigError)
+        start = np.array([[r.uniform(-max_angle, max_angle), r.uniform(-1, 1)] for r in rngs])
+        q0 = start[:, :1]
+        p0 = system.momenta(q0, start[:, 1:])
     times = DT * np.arange(n_frames)
     q, p = system.simulate(q0, p0, times)
     frames = physics.render_states(system, q, 32).astype(np.float32) / 255
@@ -90,7 +102,7 @@ def _first_frame(model: PixelHNN, z: np.ndarray, shape) -> np.ndarray:
 
 def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: int = 40,
                   n_test: int = 8, frames: int = 60, eval_frames: int = 150, seed: int = 0,
-                  verbose: bool = False) -> dict:
+                  max_angle: float | None = None, verbose: bool = False) -> dict:
     """Train a PixelHNN on pendulum frames and score its latent rollouts (module docstring)."""
     check(schedule in SCHEDULES, "schedule", schedule, f"one of {tuple(SCHEDULES)}",
           ConfigError)
@@ -101,7 +113,7 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
     out = folder("out", out)
     out.mkdir(parents=True, exist_ok=True)
     train = inputs(to_model(
-        pendulum_frames(n_train, frames, split="train", seed=seed)["frames"]))
+        pendulum_frames(n_train, frames, split="train", seed=seed, max_angle=max_angle)["frames"]))
     x, x_next = train[:, :-1].reshape(-1, train.shape[-1]), train[:, 1:].reshape(
         -1, train.shape[-1])
     model = PixelHNN(PixelHNNConfig(pixels=train.shape[-1], seed=seed))
@@ -114,7 +126,7 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
             print(f"stage {s['stage']} ({s['steps']} steps, weights {s['weights']}): "
                   f"ae {s['ae']:.2e} cc {s['cc']:.2e} hnn {s['hnn']:.2e}", flush=True)
 
-    test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed)
+    test = pendulum_frames(n_test, eval_frames + 1, split="test", seed=seed, max_angle=max_angle)
     shape = to_model(test["frames"][:1, :1]).shape[2:]
     # x_1 = [frame 1, frame 1 - frame 0]: the rollout's frame k is the truth's frame k + 1.
     z0 = model.encoder(inputs(to_model(test["frames"][:, :2]))[:, 0]).numpy().astype(np.float64)
@@ -138,7 +150,8 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
 
     spread = max(float(np.std(learned_h[:, 0])), 1e-12)
     result = {
-        "schedule": schedule, "steps": steps, "train_s": train_s, "stages": stages,
+        "schedule": schedule, "steps": steps, "max_angle": max_angle, "train_s": train_s,
+        "stages": stages,
         "n_train_pairs": len(x), "n_test": n_test, "eval_frames": eval_frames, "dt": DT,
         "diverged": int((~np.isfinite(z).all(axis=(1, 2))).sum()),
         "latent_h_drift": metrics.summary(metrics.energy_drift(learned_h, spread)),
