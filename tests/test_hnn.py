@@ -319,7 +319,7 @@ def test_pixel_hnn_small_swings_follow_the_official_gym_protocol():
         pendulum_frames(2, 2, max_angle=0.0)
 
 
-def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
+def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys, monkeypatch):
     rc = cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "50",
                    "--out", str(tmp_path)])
     assert rc == 0
@@ -332,6 +332,20 @@ def test_pixel_hnn_command_trains_and_scores_latent_orbits(tmp_path, capsys):
     assert result["true_energy_error_readback_floor"]["mean"] < 0.02
     for name in ("latent.png", "energy.png", "rollout.png", "pixel_hnn.weights.h5"):
         assert (tmp_path / name).stat().st_size > 0
+    # A rerun with the same settings scores the trained model again instead of retraining it.
+    from hgn_tf.baselines import pixel_run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("retrained")
+
+    monkeypatch.setattr(pixel_run, "fit_schedule", no_training)
+    assert cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "50",
+                     "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "metrics.json").read_text())
+    assert again["pixel_mse_30_x1e4"] == pytest.approx(result["pixel_mse_30_x1e4"], rel=1e-5)
+    with pytest.raises(AssertionError, match="retrained"):  # other settings: trained anew
+        cli.main(["baselines", "pixel-hnn", "--schedule", "official", "--steps", "100",
+                  "--out", str(tmp_path)])
 
 
 def test_energy_ratio_error_bar_is_first_order_propagation():
