@@ -361,9 +361,11 @@ def cmd_baselines_pixel_hnn(args):
     result = run_pixel_hnn(args.out, schedule=args.schedule, steps=args.steps, seed=args.seed,
                            max_angle=args.max_angle, verbose=True)
     keys = ("latent_h_drift", "true_energy_drift", "true_energy_drift_readback_floor",
+            "true_energy_typical_drift", "true_energy_typical_drift_readback_floor",
             "true_energy_error", "true_energy_error_readback_floor")
     print(json.dumps({k: result[k] for k in keys}, indent=1))
-    print(f"pixel MSE x1e4 (30 frames): {result['pixel_mse_30_x1e4']:.1f}; "
+    print(f"pixel MSE x1e4 (30 frames): {result['pixel_mse_30_x1e4']:.1f} (mean training "
+          f"frame: {result['mean_frame_mse_30_x1e4']:.1f}); "
           f"{pathlib.Path(args.out)}/metrics.json, latent.png, energy.png, rollout.png")
 
 

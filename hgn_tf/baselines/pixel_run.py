@@ -133,8 +133,9 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
     check(isinstance(frames, int) and frames >= 3, "frames", frames, "an integer >= 3")
     out = folder("out", out)
     out.mkdir(parents=True, exist_ok=True)
-    train = inputs(to_model(
-        pendulum_frames(n_train, frames, split="train", seed=seed, max_angle=max_angle)["frames"]))
+    train_frames = pendulum_frames(n_train, frames, split="train", seed=seed,
+                                   max_angle=max_angle)["frames"]
+    train = inputs(to_model(train_frames))
     x, x_next = train[:, :-1].reshape(-1, train.shape[-1]), train[:, 1:].reshape(
         -1, train.shape[-1])
     model = PixelHNN(PixelHNNConfig(pixels=train.shape[-1], seed=seed))
@@ -203,6 +204,9 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
         "bob_found_fraction": float(np.isfinite(read_model).mean()),
         "pixel_mse_30_x1e4": 1e4 * float(metrics.sequence_mse(decoded[:, :30],
                                                               truth[:, :30]).mean()),
+        "mean_frame_mse_30_x1e4": 1e4 * float(metrics.sequence_mse(
+            np.broadcast_to(train_frames.mean(axis=(0, 1)), truth[:, :30].shape),
+            truth[:, :30]).mean()),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     series = {f"#{i}": (z[i, :, 0], z[i, :, 1]) for i in range(min(4, n_test))}
