@@ -277,6 +277,14 @@ def test_pixel_hnn_decays_the_hnn_only_while_its_term_is_on():
     fit_schedule(model, x, x_next, steps=50, schedule=((1.0, 1.0, 1.0, 0.1),), batch_size=6)
     assert any(not np.array_equal(v.numpy(), b)
                for b, v in zip(before, model.hnn.trainable_variables))
+    # The decay term in closed form: wd / 2 |theta|^2 over the autoencoder, plus the HNN's while on.
+    l2 = lambda vs: sum(float(np.sum(np.square(v.numpy()))) for v in vs)  # noqa: E731
+    hnn_l2 = l2(model.hnn.trainable_variables)
+    rest_l2 = l2(model.trainable_variables) - hnn_l2
+    for w_hnn, expected in ((0.0, rest_l2), (0.1, rest_l2 + hnn_l2)):
+        model.weights_ae_cc_hnn.assign([1.0, 1.0, w_hnn])
+        decay = float(model._decayed_loss(tf.constant(0.0)))
+        assert decay == pytest.approx(0.5 * 1e-2 * expected, rel=1e-5)
 
 
 def test_pixel_hnn_reads_red_minus_green_and_rebuilds_the_frames_from_it():

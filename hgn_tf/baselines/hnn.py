@@ -79,13 +79,18 @@ def _mlp(config: HNNConfig, out: int, name: str) -> keras.Sequential:
     return keras.Sequential(layers, name=name)
 
 
+def weight_decay_term(variables, weight_decay: float, dtype):
+    """(weight_decay / 2) sum_theta |theta|^2 in `dtype`: PyTorch's Adam `weight_decay` (an L2
+    term whose gradient is weight_decay * theta)."""
+    if not weight_decay or not variables:
+        return tf.zeros([], dtype)
+    return 0.5 * weight_decay * tf.add_n(
+        [tf.cast(tf.reduce_sum(tf.square(v)), dtype) for v in variables])
+
+
 def with_weight_decay(loss, variables, weight_decay: float):
-    """loss + (weight_decay / 2) sum_theta |theta|^2: PyTorch's Adam `weight_decay` (an L2 term
-    whose gradient is weight_decay * theta), in the loss's dtype."""
-    if not weight_decay:
-        return loss
-    return loss + 0.5 * weight_decay * tf.add_n(
-        [tf.cast(tf.reduce_sum(tf.square(v)), loss.dtype) for v in variables])
+    """loss + `weight_decay_term` of `variables`, in the loss's dtype."""
+    return loss + weight_decay_term(variables, weight_decay, loss.dtype)
 
 
 class _FieldModel(keras.Model):

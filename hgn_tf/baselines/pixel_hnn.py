@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hgn_tf.baselines.hnn import HNN, HNNConfig, with_weight_decay
+from hgn_tf.baselines.hnn import HNN, HNNConfig, weight_decay_term
 from hgn_tf.errors import check, positive_int
 
 __all__ = ["OFFICIAL", "STAGED", "PixelHNN", "PixelHNNConfig", "WeightedTermsModel",
@@ -127,13 +127,13 @@ class WeightedTermsModel(keras.Model):
         its own scale): in the staged schedule's first 5,500 steps (HNN term off) the HNN's
         weights fell from ~0.1 to 1e-190, where its field and every gradient of it are 0 for
         good, so the latent rollouts stood still (2026-12-02)."""
-        hnn_ids = {id(v) for v in self.hnn.trainable_variables}
+        hnn_vars = self.hnn.trainable_variables
+        hnn_ids = {id(v) for v in hnn_vars}
         rest = [v for v in self.trainable_variables if id(v) not in hnn_ids]
         on = tf.cast(self.hnn_weight() > 0, loss.dtype)
-        decayed = with_weight_decay(loss, rest, self.config.weight_decay)
-        return decayed + on * (with_weight_decay(tf.zeros_like(loss),
-                                                 self.hnn.trainable_variables,
-                                                 self.config.weight_decay))
+        wd = self.config.weight_decay
+        return (loss + weight_decay_term(rest, wd, loss.dtype)
+                + on * weight_decay_term(hnn_vars, wd, loss.dtype))
 
     def train_step(self, data):
         with tf.GradientTape() as tape:

@@ -53,9 +53,11 @@ from hgn_tf import metrics, physics, plots
 from hgn_tf.baselines import hnn
 from hgn_tf.baselines.evaluate import rollout_field
 from hgn_tf.baselines.pixel_hnn import OFFICIAL, STAGED, PixelHNN, PixelHNNConfig, fit_schedule
+from hgn_tf.baselines.run import mark_trained, trained_before
 from hgn_tf.errors import ConfigError, check, folder, positive_int
 from hgn_tf.physics import readback
 from hgn_tf.physics.render import DEFAULT_BACKGROUND
+from hgn_tf.train import atomic_write_text, save_weights
 
 __all__ = ["SCHEDULES", "from_model", "inputs", "pendulum_frames", "run_pixel_hnn", "to_model"]
 
@@ -142,10 +144,10 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
     settings = {"schedule": schedule, "steps": steps, "n_train": n_train, "frames": frames,
                 "seed": seed, "max_angle": max_angle}
     marker, weights = out / "pixel_hnn_trained.json", out / "pixel_hnn.weights.h5"
-    trained = json.loads(marker.read_text()) if marker.exists() else None
-    if trained is not None and trained["settings"] == settings and weights.exists():
+    model(np.float32(x[:1]))  # builds the subclassed model (for saving and loading its weights)
+    trained = trained_before(marker, settings)
+    if trained is not None:
         # A finished training with the same settings (a rerun scores it again, not retrained).
-        model(np.float32(x[:1]))
         model.load_weights(weights)
         stages, train_s = trained["stages"], trained["train_s"]
     else:
@@ -153,10 +155,8 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
         stages = fit_schedule(model, x, x_next, steps=steps, schedule=SCHEDULES[schedule],
                               seed=seed)
         train_s = time.perf_counter() - start
-        model(np.float32(x[:1]))  # marks the subclassed model built (its parts are) for saving
-        model.save_weights(weights)
-        marker.write_text(json.dumps({"settings": settings, "stages": stages,
-                                      "train_s": train_s}, indent=1))
+        save_weights(model, weights)
+        mark_trained(marker, settings, {"stages": stages, "train_s": train_s})
     if verbose:
         for s in stages:
             print(f"stage {s['stage']} ({s['steps']} steps, weights {s['weights']}): "
@@ -208,7 +208,7 @@ def run_pixel_hnn(out, *, schedule: str = "staged", steps: int = 3000, n_train: 
             np.broadcast_to(train_frames.mean(axis=(0, 1)), truth[:, :30].shape),
             truth[:, :30]).mean()),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     series = {f"#{i}": (z[i, :, 0], z[i, :, 1]) for i in range(min(4, n_test))}
     plots.line_plot(out / "latent.png", series, xlabel="z_q", ylabel="z_p",
                     title="PixelHNN latent rollouts (150 frames each)",

@@ -19,7 +19,6 @@ weights, with the settings it was trained with) is loaded instead of trained aga
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 
@@ -30,8 +29,10 @@ from hgn_tf.baselines import hnn
 from hgn_tf.baselines.evaluate import IVP_METHODS, N_STATES, SOLVERS, evaluate_fields
 from hgn_tf.baselines.tasks import TASK_NAMES, Task, get_task
 from hgn_tf.errors import check, folder, positive_int
+from hgn_tf.train import atomic_write_text
 
-__all__ = ["OFFICIAL", "SEED002", "load_task_data", "run_hnn", "write_table"]
+__all__ = ["OFFICIAL", "SEED002", "load_task_data", "mark_trained", "run_hnn", "trained_before",
+           "write_table"]
 
 # Energy MSE, baseline -> HNN: the official README (greydanus/hamiltonian-nn) and the TF
 # reproduction (seed 002, sections 3-4). The damped spring has no published figure.
@@ -99,8 +100,8 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
                                        "train_points")}
     for kind in ("baseline", "hnn"):
         marker = out / f"{kind}_trained.json"
-        saved = json.loads(marker.read_text()) if marker.is_file() else None
-        if saved is not None and saved["settings"] == settings:
+        saved = trained_before(marker, settings)
+        if saved is not None:
             # Trained by an earlier run with these settings (the marker is written after the
             # weights): a killed run resumes from the model it had not finished.
             model = hnn.load(out, kind)
@@ -114,7 +115,7 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
                              batch_size=task.batch_size, test=data["test"], seed=seed)
             train_s = time.perf_counter() - start
             hnn.save(model, out)
-            _write_json(marker, {"settings": settings, "train_s": train_s, "curves": curves})
+            mark_trained(marker, settings, {"train_s": train_s, "curves": curves})
             record[f"{kind}_train_s"] = train_s
             done = f"{task.steps} steps in {train_s:.0f} s"
         record[f"{kind}_curves"] = curves
@@ -127,15 +128,20 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
     record["eval_s"] = time.perf_counter() - start
     record["scores"] = scores
     _pictures(task, rollouts, out)
-    _write_json(out / "metrics.json", record)
+    atomic_write_text(out / "metrics.json", json.dumps(record, indent=1))
     return record
 
 
-def _write_json(path: pathlib.Path, value) -> None:
-    """`value` as JSON at `path`, whole or not at all (a temporary file renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
+def trained_before(marker: pathlib.Path, settings: dict) -> dict | None:
+    """The record `mark_trained` left at `marker` if it was trained with `settings`, else None."""
+    saved = json.loads(marker.read_text()) if marker.is_file() else None
+    return saved if saved is not None and saved["settings"] == settings else None
+
+
+def mark_trained(marker: pathlib.Path, settings: dict, record: dict) -> None:
+    """Write {"settings": settings, **record} at `marker`, whole or not at all; call it after the
+    model's weights are saved, so a marker always means a finished model."""
+    atomic_write_text(marker, json.dumps({"settings": settings, **record}, indent=1))
 
 
 def _fmt(value: float, se: float | None = None) -> str:

@@ -47,7 +47,7 @@ from hgn_tf.errors import ConfigError, check, positive_int
 from hgn_tf.evaluate import evaluate, rollout_report
 from hgn_tf.experiments import reference
 from hgn_tf.physics import STORED_FRAMES
-from hgn_tf.train import train
+from hgn_tf.train import atomic_write_text, train
 
 __all__ = ["PROTOCOLS", "SCALES", "SYSTEMS", "VARIANTS", "floor_report", "noise_floor",
            "pair_config",
@@ -124,9 +124,7 @@ def noise_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int) -> dict:
 
 
 def _write_json(path: pathlib.Path, value) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems=SYSTEMS,
