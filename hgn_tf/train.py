@@ -36,9 +36,7 @@ import csv
 import io
 import json
 import math
-import os
 import pathlib
-import uuid
 
 import keras
 import numpy as np
@@ -47,6 +45,7 @@ import tensorflow as tf
 from hgn_tf import data as data_lib
 from hgn_tf.config import CONFIG_FILE, STRATEGIES, RunConfig
 from hgn_tf.errors import ConfigError, RunError
+from hgn_tf.files import atomic_write_text, save_weights
 from hgn_tf.model import HGN
 
 __all__ = ["BACKUP_DIR", "BACKUP_STATE_FILE", "CONFIG_FILE", "HISTORY_FILE", "WEIGHTS_FILE",
@@ -57,40 +56,6 @@ WEIGHTS_FILE = "model.weights.h5"
 HISTORY_FILE = "history.csv"
 BACKUP_DIR = "backup"
 BACKUP_STATE_FILE = "training_metadata.json"
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in its folder and a rename.
-
-    A kill at any moment leaves the old file or the new one, never a partial one.
-    """
-    path = pathlib.Path(path)
-    # A fresh name ("x": never an existing file), created with the umask's permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_weights(model, path) -> None:
-    """`model.save_weights(path)`, atomically (a temporary file in the same folder + rename)."""
-    path = pathlib.Path(path)
-    # Keras wants the ".weights.h5" ending; the leading dot and pid keep it out of the way.
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        model.save_weights(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_weights(model, path, what: str = "run_dir") -> None:

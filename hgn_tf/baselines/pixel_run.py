@@ -55,9 +55,9 @@ from hgn_tf.baselines.evaluate import rollout_field
 from hgn_tf.baselines.pixel_hnn import OFFICIAL, STAGED, PixelHNN, PixelHNNConfig, fit_schedule
 from hgn_tf.baselines.run import mark_trained, trained_before
 from hgn_tf.errors import ConfigError, check, folder, positive_int
+from hgn_tf.files import atomic_write_text, save_weights
 from hgn_tf.physics import readback
 from hgn_tf.physics.render import DEFAULT_BACKGROUND
-from hgn_tf.train import atomic_write_text, save_weights
 
 __all__ = ["SCHEDULES", "from_model", "inputs", "pendulum_frames", "run_pixel_hnn", "to_model"]
 

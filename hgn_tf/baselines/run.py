@@ -29,7 +29,7 @@ from hgn_tf.baselines import hnn
 from hgn_tf.baselines.evaluate import IVP_METHODS, N_STATES, SOLVERS, evaluate_fields
 from hgn_tf.baselines.tasks import TASK_NAMES, Task, get_task
 from hgn_tf.errors import check, folder, positive_int
-from hgn_tf.train import atomic_write_text
+from hgn_tf.files import atomic_write_text
 
 __all__ = ["OFFICIAL", "SEED002", "load_task_data", "mark_trained", "run_hnn", "trained_before",
            "write_table"]
