@@ -143,6 +143,53 @@ def test_nbody_task_field_is_the_systems_dynamics():
     assert task.noise_std == 0 and np.array_equal(data["x"], data["x_clean"])
 
 
+def test_official_two_body_sampler_is_random_config_of_the_official_code():
+    """First-quadrant body 1 (each coordinate in [0.5, 1.5]), body 2 opposite, both on the
+    circular orbit about the centre of mass scaled by ONE factor 1 + 0.05 N(0, 1)."""
+    x = tasks.official_initial_states("two_body", np.random.default_rng(0), 4000)
+    q1, q2, p1, p2 = x[:, 0:2], x[:, 2:4], x[:, 4:6], x[:, 6:8]
+    assert (q1 >= 0.5).all() and (q1 <= 1.5).all()
+    np.testing.assert_array_equal(q2, -q1)
+    np.testing.assert_array_equal(p2, -p1)
+    r = np.linalg.norm(q1, axis=1)
+    np.testing.assert_allclose(np.sum(q1 * p1, axis=1), 0.0, atol=1e-15)  # tangential
+    assert np.all(q1[:, 0] * p1[:, 1] - q1[:, 1] * p1[:, 0] > 0)  # counter-clockwise
+    factor = np.linalg.norm(p1, axis=1) * 2 * np.sqrt(r)  # 1 on the circular orbit
+    assert abs(factor.mean() - 1) < 0.005 and abs(factor.std() - 0.05) < 0.005
+    task = tasks.get_task("two_body")
+    assert task.sampler == "official" and tasks.get_task("two_body_uniform").sampler == "system"
+
+
+def test_official_three_body_sampler_is_random_config_of_the_official_code():
+    """An equilateral triangle of radius r in [0.9, 1.2]; each velocity component the circular
+    one's times 1 + 0.2 U(-1, 1), the total momentum left as drawn."""
+    n = 4000
+    x = tasks.official_initial_states("three_body", np.random.default_rng(1), n)
+    q, p = x[:, :6].reshape(n, 3, 2), x[:, 6:].reshape(n, 3, 2)
+    r = np.linalg.norm(q, axis=-1)
+    np.testing.assert_allclose(r, r[:, :1] * np.ones((1, 3)), rtol=1e-12)
+    assert (r >= 0.9).all() and (r <= 1.2).all()
+    np.testing.assert_allclose(q.sum(axis=1), 0.0, atol=1e-12)  # 120 degrees apart
+    speed = physics.get("three_body").circular_speed(r[:, 0])
+    circular = np.stack([-q[..., 1], q[..., 0]], axis=-1) / r[..., None] * speed[:, None, None]
+    ok = np.abs(circular) > 0.05
+    ratio = p[ok] / circular[ok] - 1
+    assert np.abs(ratio).max() <= 0.2 + 1e-12
+    assert abs(ratio.std() - 0.2 / np.sqrt(3)) < 0.005  # uniform, not Gaussian
+    assert np.median(np.linalg.norm(p.sum(axis=1), axis=-1)) > 0.05  # not re-centred
+
+
+@pytest.mark.parametrize("name", ["two_body", "three_body"])
+def test_the_uniform_nbody_tasks_keep_the_systems_sampler(name):
+    rng = np.random.default_rng(2)
+    x = tasks.get_task(f"{name}_uniform").initial_states(rng, 3)
+    q0, p0 = physics.get(name, velocity_jitter=tasks.get_task(name).physical_system
+                         .velocity_jitter).sample_initial(np.random.default_rng(2), 3)
+    np.testing.assert_array_equal(x, np.concatenate([q0, p0], -1))
+    with pytest.raises(DataError, match="sampler"):
+        tasks.get_task("spring", sampler="official")
+
+
 def test_tfds_load_returns_the_task_data(tmp_path):
     import hgn_tf.datasets  # noqa: F401
     from hgn_tf.datasets.hnn_tasks import Builder, HNNTasksConfig

@@ -79,8 +79,13 @@ def _default_configs():
 class Builder(tfds.core.GeneratorBasedBuilder):
     """State-space HNN tasks (see the module docstring)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: the HNN paper's tasks and the damped spring."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: the HNN paper's tasks and the damped spring.",
+        "1.1.0": "two_body and three_body draw their initial states as the official code does; "
+                 "the systems' own sampler is in the new two_body_uniform and "
+                 "three_body_uniform configs.",
+    }
     BUILDER_CONFIGS = _default_configs()
     DEFAULT_CONFIG_NAME = "spring"
     pkg_dir_path = epath.Path(__file__).parent
@@ -111,7 +116,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             homepage="https://arxiv.org/abs/1906.01563",
             metadata=tfds.core.MetadataDict(
                 task=task.name, system=task.system, overrides=dict(task.overrides),
-                span=list(task.span), noise_std=task.noise_std, seed=self.builder_config.seed),
+                span=list(task.span), noise_std=task.noise_std, sampler=task.sampler,
+                seed=self.builder_config.seed),
         )
 
     def _split_generators(self, dl_manager):

@@ -12,7 +12,8 @@ three_body [0, 3] at 500 points), and per initial state
 the system's Hamiltonian, or the damped spring's mechanical energy). Reported: the mean over the
 15 states and the notebooks' error bar, the std of the means of 5 groups of 3 / sqrt(5).
 
-Two solvers, both at rtol = atol = 1e-12 (the notebooks' rtol; they left atol at scipy's 1e-6):
+Two solvers, both at rtol = atol = 1e-12 (the spring and pendulum notebooks' rtol; the two- and
+three-body notebooks integrate at 1e-9 through their `get_orbit`; all left atol at scipy's 1e-6):
 
     "solve_ivp" (default)  `scipy.integrate.solve_ivp(method=...)` once per initial state, as the
                            official notebooks do it, `t_eval` = the evaluation times; the learned
