@@ -2,14 +2,15 @@
 
     python bench/bench_decoder.py [--frames 480] [--time-frames 32] [--rounds 3] [--repeats 3]
 
-Both in one process: one `networks.Decoder` (paper preset: 64 filters, 3 blocks, 4x4x16 ->
-32x32x3) called with training=True (plain) and training=False (fused). FLOPs of the forward
+Both in one process, on the same variables: one `networks.Decoder` (paper preset: 64 filters, 3
+blocks, 4x4x16 -> 32x32x3; fused, with its written-out gradient) and the plain computation of
+the same layers (`_plain_decoder`: nearest x2 upsampling, then the 3x3 and 1x1 convolutions on
+the upsampled image, TensorFlow's own gradients). FLOPs of the forward
 and of the forward + backward (gradient with respect to the states and every weight) for
 `--frames` states (480 = a paper training batch, 16 x 30) from
 TensorFlow's graph profiler, and the time of the forward + backward on `--time-frames` states,
 the two versions called alternately (`--rounds` rounds, each the median of `--repeats` calls) so
-that a change in the machine's load hits both. The plain computation: nearest x2 upsampling, then
-the 3x3 and 1x1 convolutions on the upsampled image.
+that a change in the machine's load hits both.
 """
 
 from __future__ import annotations
@@ -28,16 +29,27 @@ from floor import gflops, median_time  # noqa: E402
 from hgn_tf import networks  # noqa: E402
 
 
-def _functions(decoder, training):
+def _plain_decoder(decoder, q):
+    """The decoder as computed before the fusion, on its own sublayers."""
+    x = q
+    for block in decoder.blocks:
+        u = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)  # nearest x2
+        h = tf.nn.leaky_relu(block.conv1(u), alpha=0.2)
+        h = tf.nn.leaky_relu(block.conv2(h), alpha=0.2)
+        x = h + block.skip(u)
+    return decoder.out(x)
+
+
+def _functions(decoder, call):
     @tf.function
     def forward(s):
-        return decoder(s, training=training)
+        return call(s)
 
     @tf.function
     def forward_backward(s):
         with tf.GradientTape() as tape:
             tape.watch(s)
-            y = tf.reduce_sum(tf.square(decoder(s, training=training)))
+            y = tf.reduce_sum(tf.square(call(s)))
         return tape.gradient(y, [s, *decoder.trainable_variables])
 
     return forward, forward_backward
@@ -54,9 +66,9 @@ def main(argv=None):
     decoder = networks.Decoder(64, 3)
     states = tf.random.stateless_normal([args.frames, 4, 4, 16], seed=[0, 0])
     decoder(states[:1])
-    # One decoder, its two computations: plain (training=True, what gradients go through) and
-    # fused (inference).
-    fns = {"plain": _functions(decoder, True), "fused": _functions(decoder, False)}
+    # One decoder's variables, two computations.
+    fns = {"plain": _functions(decoder, lambda s: _plain_decoder(decoder, s)),
+           "fused": _functions(decoder, decoder)}
     spec = tf.TensorSpec(states.shape, states.dtype)
     print(f"decoder 64 filters, 3 blocks, 4x4x16 -> 32x32x3; threads={os.cpu_count()}")
     print(f"GFLOP for {args.frames} states (TensorFlow's graph profiler):")

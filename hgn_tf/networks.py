@@ -208,11 +208,40 @@ def _upsampled_conv3x3(x, kernel):
     """
     rows = _phase_taps(kernel, 0)
     phases = [k for r in rows for k in _phase_taps(r, 1)]  # slots (s, t) in row-major order
-    fused = tf.concat(phases, axis=-1)  # [2, 2, C, 4F]
-    y = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), fused, 1, "VALID")
-    z = tf.nn.depth_to_space(y, 2)  # [B, 2H + 2, 2W + 2, F]
+    return _phase_conv(x, tf.concat(phases, axis=-1))  # the kernel [2, 2, C, 4F]
+
+
+_PAD1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
+
+
+@tf.custom_gradient
+def _phase_conv(x, fused):
+    """The four phase convs of `_upsampled_conv3x3`: x [B, H, W, C] padded by one, a VALID 2x2
+    conv with `fused` [2, 2, C, 4F], depth_to_space, the one-pixel crop -> [B, 2H, 2W, F].
+
+    Its gradient is written out, because TensorFlow's own (Conv2DBackpropInput for this shape,
+    and the gradients of the crop and of depth_to_space) made the fused decoder's backward
+    slower than the plain one's (bench/README). For the output cotangent g, padded back and
+    space_to_depth'd to gy [B, H + 1, W + 1, 4F]: d/dx is the full correlation of gy with the
+    kernel flipped in space and transposed in channels (a forward VALID conv of gy padded by
+    one), cropped; d/dfused is Conv2DBackpropFilter of the padded x against gy. Both are the
+    exact adjoints of the forward (tests/test_decoder_fused.py checks them against the plain
+    computation's gradients in float64).
+    """
+    xp = tf.pad(x, _PAD1)
+    z = tf.nn.depth_to_space(tf.nn.conv2d(xp, fused, 1, "VALID"), 2)  # [B, 2H + 2, 2W + 2, F]
     shape = tf.shape(x)
-    return z[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
+    out = z[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
+
+    def grad(g):
+        gy = tf.nn.space_to_depth(tf.pad(g, _PAD1), 2)  # [B, H + 1, W + 1, 4F]
+        flipped = tf.transpose(tf.reverse(fused, [0, 1]), [0, 1, 3, 2])  # [2, 2, 4F, C]
+        dx = tf.nn.conv2d(tf.pad(gy, _PAD1), flipped, 1, "VALID")[:, 1:-1, 1:-1, :]
+        dfused = tf.compat.v1.nn.conv2d_backprop_filter(xp, tf.shape(fused), gy, [1, 1, 1, 1],
+                                                        "VALID")
+        return dx, dfused
+
+    return out, grad
 
 
 class _ResidualUpBlock(keras.layers.Layer):
@@ -227,11 +256,12 @@ class _ResidualUpBlock(keras.layers.Layer):
     those of the plain computation, so weights saved by either load into the other. Keep the
     class name: a Keras weights file names the layers of `Decoder.blocks` (a list) by it.
 
-    `training=True` computes the plain way (upsample, then the convs), the rest fused. Measured
-    on the 2-core CPU (bench/README, paper preset): the fused forward is faster where it is
-    large (serving at batch 64: 22.6 -> 29.6 sequences/s), but its backward is slower (decoder
-    forward + backward 1.44 -> 1.74 s per training step), so gradients go through the plain
-    computation. Both give the same values to float rounding (tests/test_decoder_fused.py).
+    Training and inference both compute fused. TensorFlow's own gradient of the fused conv
+    made the decoder's forward + backward slower than the plain one's (1.44 -> 1.74 s per
+    paper training step on the earlier machine, bench/README), so `_phase_conv` writes its
+    gradient out; with it the fused decoder's forward + backward is 0.90x the plain one's
+    (on this AMD EPYC, bench/README). Both give the same values and gradients to float rounding
+    (tests/test_decoder_fused.py). `training` is accepted for Keras and ignored.
     """
 
     def __init__(self, filters, **kwargs):
@@ -249,11 +279,6 @@ class _ResidualUpBlock(keras.layers.Layer):
         self.skip.build((None, None, None, channels))
 
     def call(self, x, training=None):
-        if training:
-            u = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)  # nearest x2
-            h = tf.nn.leaky_relu(self.conv1(u), alpha=0.2)
-            h = tf.nn.leaky_relu(self.conv2(h), alpha=0.2)
-            return h + self.skip(u)
         dtype = self.compute_dtype
         h = _upsampled_conv3x3(x, tf.cast(self.conv1.kernel, dtype))
         h = tf.nn.leaky_relu(tf.nn.bias_add(h, tf.cast(self.conv1.bias, dtype)), alpha=0.2)

@@ -172,7 +172,9 @@ def test_mixed_bfloat16_block_computes_in_bfloat16_close_to_float32():
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_the_training_objective_decodes_the_plain_way_and_inference_fused(training):
+def test_training_and_inference_both_decode_fused(training):
+    """The training objective goes through the fused decoder too (its gradient is
+    `_phase_conv`'s written-out one, checked against the plain gradients above)."""
     from hgn_tf import config as C
     from hgn_tf.train import build_model
 
@@ -180,6 +182,25 @@ def test_the_training_objective_decodes_the_plain_way_and_inference_fused(traini
     frames = tf.zeros([2, 4, 32, 32, 3])
     graph = tf.function(lambda f: model.objective_terms(f, training=training)) \
         .get_concrete_function(frames).graph
-    ops = {op.type for op in graph.get_operations()}
-    # The fused path's phases are interleaved by DepthToSpace; the plain path has none.
-    assert ("DepthToSpace" in ops) is (not training), sorted(ops)
+    ops = [op.type for op in graph.get_operations()]
+    # The fused path's phases are interleaved by DepthToSpace, one per residual block.
+    assert ops.count("DepthToSpace") == len(model.decoder.blocks), sorted(set(ops))
+
+
+def test_phase_conv_gradient_is_the_adjoint_in_bfloat16():
+    """The written-out gradient also runs under mixed_bfloat16 (the decoder's hidden convs)."""
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 3, 4, 5)), tf.bfloat16)
+    kernel = tf.constant(rng.normal(size=(3, 3, 5, 6)), tf.bfloat16)
+    with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = networks._upsampled_conv3x3(x, kernel)
+    dx, dk = tape.gradient(y, [x, kernel])
+    assert dx.dtype == tf.bfloat16 and dk.dtype == tf.bfloat16
+    x64, k64 = tf.cast(x, tf.float64), tf.cast(kernel, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch([x64, k64])
+        y64 = tf.nn.conv2d(_up(x64), k64, 1, "SAME")
+    dx64, dk64 = tape.gradient(y64, [x64, k64])
+    _assert_close(tf.cast(dx, tf.float64), dx64, 0.02, "d/dx")
+    _assert_close(tf.cast(dk, tf.float64), dk64, 0.02, "d/dkernel")
