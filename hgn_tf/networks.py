@@ -259,9 +259,9 @@ class _ResidualUpBlock(keras.layers.Layer):
     Training and inference both compute fused. TensorFlow's own gradient of the fused conv
     made the decoder's forward + backward slower than the plain one's (1.44 -> 1.74 s per
     paper training step on the earlier machine, bench/README), so `_phase_conv` writes its
-    gradient out; with it the fused decoder's forward + backward is 0.90x the plain one's
-    (on this AMD EPYC, bench/README). Both give the same values and gradients to float rounding
-    (tests/test_decoder_fused.py). `training` is accepted for Keras and ignored.
+    gradient out; with it the fused decoder's forward + backward is 0.90-0.94x the plain
+    one's (on the AVX2 AMD EPYC of bench/README). Both give the same values and gradients to
+    float rounding (tests/test_decoder_fused.py). `training` is accepted for Keras and ignored.
     """
 
     def __init__(self, filters, **kwargs):

@@ -192,15 +192,18 @@ def test_phase_conv_gradient_is_the_adjoint_in_bfloat16():
     rng = np.random.default_rng(3)
     x = tf.constant(rng.normal(size=(2, 3, 4, 5)), tf.bfloat16)
     kernel = tf.constant(rng.normal(size=(3, 3, 5, 6)), tf.bfloat16)
+    # A random cotangent: a uniform one would not see a kernel flipped the wrong way inside.
+    cotangent = tf.constant(rng.normal(size=(2, 6, 8, 6)), tf.bfloat16)
     with tf.GradientTape() as tape:
         tape.watch([x, kernel])
-        y = networks._upsampled_conv3x3(x, kernel)
-    dx, dk = tape.gradient(y, [x, kernel])
+        loss = tf.reduce_sum(networks._upsampled_conv3x3(x, kernel) * cotangent)
+    dx, dk = tape.gradient(loss, [x, kernel])
     assert dx.dtype == tf.bfloat16 and dk.dtype == tf.bfloat16
     x64, k64 = tf.cast(x, tf.float64), tf.cast(kernel, tf.float64)
     with tf.GradientTape() as tape:
         tape.watch([x64, k64])
-        y64 = tf.nn.conv2d(_up(x64), k64, 1, "SAME")
-    dx64, dk64 = tape.gradient(y64, [x64, k64])
+        loss64 = tf.reduce_sum(tf.nn.conv2d(_up(x64), k64, 1, "SAME")
+                               * tf.cast(cotangent, tf.float64))
+    dx64, dk64 = tape.gradient(loss64, [x64, k64])
     _assert_close(tf.cast(dx, tf.float64), dx64, 0.02, "d/dx")
     _assert_close(tf.cast(dk, tf.float64), dk64, 0.02, "d/dkernel")

@@ -181,11 +181,14 @@ def test_official_three_body_sampler_is_random_config_of_the_official_code():
 
 @pytest.mark.parametrize("name", ["two_body", "three_body"])
 def test_the_uniform_nbody_tasks_keep_the_systems_sampler(name):
-    rng = np.random.default_rng(2)
-    x = tasks.get_task(f"{name}_uniform").initial_states(rng, 3)
-    q0, p0 = physics.get(name, velocity_jitter=tasks.get_task(name).physical_system
-                         .velocity_jitter).sample_initial(np.random.default_rng(2), 3)
+    task = tasks.get_task(f"{name}_uniform")
+    x = task.initial_states(np.random.default_rng(2), 50)
+    jitter = dict(task.overrides)["velocity_jitter"]
+    q0, p0 = physics.get(name, velocity_jitter=jitter).sample_initial(np.random.default_rng(2), 50)
     np.testing.assert_array_equal(x, np.concatenate([q0, p0], -1))
+    # Unlike the official three-body sampler, the total momentum is removed.
+    momentum = x[:, task.dim:].reshape(50, -1, 2).sum(axis=1)
+    np.testing.assert_allclose(momentum, 0.0, atol=1e-12)
     with pytest.raises(DataError, match="sampler"):
         tasks.get_task("spring", sampler="official")
 

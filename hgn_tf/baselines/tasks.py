@@ -173,12 +173,17 @@ def _rotate(v, angle):
     return np.stack([c * v[..., 0] - s * v[..., 1], s * v[..., 0] + c * v[..., 1]], axis=-1)
 
 
+def _circular_velocity(system: str, pos) -> np.ndarray:
+    """The velocity [n, 2] of a body at `pos` [n, 2] on a circular orbit about the origin (the
+    centre of mass), counter-clockwise: the system's `circular_speed` (m = g = 1)."""
+    r = np.linalg.norm(pos, axis=-1, keepdims=True)
+    return _rotate(pos, np.pi / 2) / r * physics.get(system).circular_speed(r)
+
+
 def _official_two_body(rng: np.random.Generator, n: int) -> np.ndarray:
     # experiment-2body/data.py, random_config(orbit_noise=5e-2, min_radius=0.5, max_radius=1.5)
     pos = rng.uniform(0.5, 1.5, size=(n, 2))
-    r = np.linalg.norm(pos, axis=-1, keepdims=True)
-    vel = _rotate(pos, np.pi / 2) / (2 * r**1.5)  # the circular orbit about the centre of mass
-    vel = vel * (1 + 0.05 * rng.standard_normal((n, 1)))
+    vel = _circular_velocity("two_body", pos) * (1 + 0.05 * rng.standard_normal((n, 1)))
     q = np.concatenate([pos, -pos], axis=-1)
     return np.concatenate([q, np.concatenate([vel, -vel], axis=-1)], axis=-1)
 
@@ -188,8 +193,7 @@ def _official_three_body(rng: np.random.Generator, n: int) -> np.ndarray:
     direction = rng.uniform(-1.0, 1.0, size=(n, 2))
     r = rng.uniform(0.9, 1.2, size=(n, 1))
     p1 = direction * r / np.linalg.norm(direction, axis=-1, keepdims=True)
-    # circular speed of the equilateral configuration, r^-1/2 sqrt(sin 60 / (2 cos^2 30))
-    v1 = _rotate(p1, np.pi / 2) / r**1.5 * np.sqrt(np.sin(np.pi / 3) / (2 * np.cos(np.pi / 6)**2))
+    v1 = _circular_velocity("three_body", p1)  # the official r^-1/2 sqrt(sin 60 / (2 cos^2 30))
     angles = 2 * np.pi / 3 * np.arange(3)
     pos = np.stack([_rotate(p1, a) for a in angles], axis=1)  # [n, 3, 2]
     vel = np.stack([_rotate(v1, a) for a in angles], axis=1)

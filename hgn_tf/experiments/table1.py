@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
-import os
 import pathlib
 import time
 
@@ -46,8 +46,9 @@ from hgn_tf import physics
 from hgn_tf.errors import ConfigError, check, positive_int
 from hgn_tf.evaluate import evaluate, rollout_report
 from hgn_tf.experiments import reference
+from hgn_tf.files import atomic_write_text
 from hgn_tf.physics import STORED_FRAMES
-from hgn_tf.train import atomic_write_text, train
+from hgn_tf.train import train
 
 __all__ = ["PROTOCOLS", "SCALES", "SYSTEMS", "VARIANTS", "floor_report", "noise_floor",
            "pair_config",
@@ -275,31 +276,31 @@ def write_tables(root, protocol: str) -> None:
         "-" if s not in repro else f"{repro[s][0]:g} / {repro[s][1]:g}" for s in systems) + " |")
     (root / "table1.md").write_text("\n".join(lines) + "\n")
 
-    with open(root / "table1.csv.tmp", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["system", "model", "split", "window", "frames", "pixel_mse",
-                         "pixel_mse_std", "ratio_to_mean_frame", "baseline_mean_frame_mse",
-                         "baseline_repeat_last_mse", "vpt_mean", "vpt_median",
-                         "hamiltonian_variance", "train_minutes"])
-        for s in systems:
-            rows = [(v, *pairs[s][v]) for v in variants if v in pairs[s]]
-            if s in floors:
-                rows.append(("noise_floor", floors[s], {}))
-            for name, m, timing in rows:
-                minutes = timing.get("train_seconds", float("nan")) / 60
-                for split in ("train", "test"):
-                    r = m[split]
-                    for wname in ("all", "read", "after"):
-                        w = r if wname == "all" else r.get(wname)
-                        if w is None:
-                            continue
-                        writer.writerow([
-                            s, name, split, wname, w["n_frames"], w["pixel_mse"],
-                            w["pixel_mse_std"], w["ratio_to_mean_frame"],
-                            w["baseline_mean_frame_mse"], w["baseline_repeat_last_mse"],
-                            r["vpt"], r["vpt_median"], r.get("hamiltonian_variance", ""),
-                            f"{minutes:.1f}"])
-    os.replace(root / "table1.csv.tmp", root / "table1.csv")
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["system", "model", "split", "window", "frames", "pixel_mse",
+                     "pixel_mse_std", "ratio_to_mean_frame", "baseline_mean_frame_mse",
+                     "baseline_repeat_last_mse", "vpt_mean", "vpt_median",
+                     "hamiltonian_variance", "train_minutes"])
+    for s in systems:
+        rows = [(v, *pairs[s][v]) for v in variants if v in pairs[s]]
+        if s in floors:
+            rows.append(("noise_floor", floors[s], {}))
+        for name, m, timing in rows:
+            minutes = timing.get("train_seconds", float("nan")) / 60
+            for split in ("train", "test"):
+                r = m[split]
+                for wname in ("all", "read", "after"):
+                    w = r if wname == "all" else r.get(wname)
+                    if w is None:
+                        continue
+                    writer.writerow([
+                        s, name, split, wname, w["n_frames"], w["pixel_mse"],
+                        w["pixel_mse_std"], w["ratio_to_mean_frame"],
+                        w["baseline_mean_frame_mse"], w["baseline_repeat_last_mse"],
+                        r["vpt"], r["vpt_median"], r.get("hamiltonian_variance", ""),
+                        f"{minutes:.1f}"])
+    atomic_write_text(root / "table1.csv", buffer.getvalue())
 
     lines = ["# Table 2: variance of the learned Hamiltonian along 30-frame rollouts, x1e4",
              "", "Mean over sequences of Var_t H(q_t, p_t), train / test; the paper's Table 2 "
