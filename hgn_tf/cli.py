@@ -348,7 +348,8 @@ def cmd_baselines_hnn(args):
 
     tasks = TASK_NAMES if "all" in args.task else tuple(dict.fromkeys(args.task))
     table = run_hnn(args.out, tasks, data_dir=args.data_dir, steps=args.steps, seed=args.seed,
-                    solver=args.solver, method=args.ivp_method, verbose=True)
+                    solver=args.solver, method=args.ivp_method,
+                    eval_states=args.eval_sampler, verbose=True)
     print(table.read_text(), end="")
     print(f"table: {table}; pictures: {pathlib.Path(args.out)}/<task>/phase.png, energy.png")
 
@@ -383,7 +384,7 @@ def cmd_baselines_hnn_conv(args):
 
 def _add_baselines_parser(sub):
     from hgn_tf.baselines.evaluate import IVP_METHODS, SOLVERS
-    from hgn_tf.baselines.tasks import TASK_NAMES
+    from hgn_tf.baselines.tasks import EVAL_SAMPLERS, TASK_NAMES
 
     baselines = sub.add_parser("baselines", help="the models HGN is compared with").add_subparsers(
         dest="baseline", required=True, help="which baseline")
@@ -405,6 +406,12 @@ def _add_baselines_parser(sub):
                         "library's batched DOP853 (default %(default)s)")
     p.add_argument("--ivp-method", choices=IVP_METHODS, default="DOP853",
                    help="solve_ivp's method, at rtol = atol = 1e-12 (default %(default)s)")
+    p.add_argument("--eval-sampler", choices=EVAL_SAMPLERS, default=None,
+                   help="the 15 evaluation states: 'notebook' (the spring and pendulum "
+                        "notebooks' draw, |q|, |p| in [0.2, 1]; one-dimensional tasks only) or "
+                        "'task' (the task's training sampler); default: each task's own "
+                        "(notebook for spring, spring_unit and pendulum). Trained models are "
+                        "reused, so a second value only evaluates again")
     p.set_defaults(func=cmd_baselines_hnn)
 
     from hgn_tf.baselines.pixel_run import SCHEDULES

@@ -8,6 +8,8 @@ the task data are deterministic and their derivatives are the true field (closed
 the metrics match hand computations; bad arguments are one-line errors.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -193,6 +195,94 @@ def test_the_uniform_nbody_tasks_keep_the_systems_sampler(name):
         tasks.get_task("spring", sampler="official")
 
 
+def test_notebook_evaluation_states_are_the_spring_and_pendulum_notebooks_draw():
+    # analyze-spring / analyze-pend.ipynb: x0 = U(-0.8, 0.8)^2, then 0.2 added away from zero.
+    task = tasks.get_task("spring")
+    assert task.eval_sampler == "notebook" == tasks.get_task("pendulum").eval_sampler
+    x0 = task.eval_initial_states(400, seed=3)
+    assert x0.shape == (400, 2)
+    assert np.all((np.abs(x0) >= 0.2) & (np.abs(x0) <= 1.0))
+    signs = {tuple(s) for s in np.sign(x0).astype(int)}
+    assert signs == {(1, 1), (1, -1), (-1, 1), (-1, -1)}  # every quadrant, no axis
+    # |x| beyond 0.8 exactly where U(-0.8, 0.8) gave beyond 0.6: P = 0.25 per coordinate.
+    assert np.mean(np.abs(x0) > 0.8) == pytest.approx(0.25, abs=0.04)
+    np.testing.assert_array_equal(x0, task.eval_initial_states(400, seed=3))
+    assert not np.allclose(x0[:15], task.eval_initial_states(15, seed=4))
+    # The pendulum trains on r in [1.3, 2.3]; the notebook's states lie mostly inside that ring.
+    assert np.mean(np.linalg.norm(x0, axis=1) < 1.3) > 0.9
+
+
+def _notebook_random_config(name):
+    """The official random_config (experiment-2body/3body/data.py) transcribed, after
+    np.random.seed(i) as the notebooks call it, returned as x = (x1, y1, ..., vx1, vy1, ...)."""
+    def rotate2d(p, theta):
+        c, s = np.cos(theta), np.sin(theta)
+        return (np.array([[c, -s], [s, c]]) @ p.reshape(2, 1)).squeeze()
+
+    if name == "two_body":
+        pos = np.random.rand(2) * (1.5 - 0.5) + 0.5
+        r = np.sqrt(np.sum(pos**2))
+        vel = np.flipud(pos) / (2 * r**1.5)
+        vel[0] *= -1
+        vel *= 1 + 5e-2 * np.random.randn()
+        bodies = [(pos, vel), (-pos, -vel)]
+    else:
+        p1 = 2 * np.random.rand(2) - 1
+        r = np.random.rand() * (1.2 - 0.9) + 0.9
+        p1 *= r / np.sqrt(np.sum(p1**2))
+        p2 = rotate2d(p1, theta=2 * np.pi / 3)
+        p3 = rotate2d(p2, theta=2 * np.pi / 3)
+        v1 = rotate2d(p1, theta=np.pi / 2) / r**1.5
+        v1 = v1 * np.sqrt(np.sin(np.pi / 3) / (2 * np.cos(np.pi / 6) ** 2))
+        v2 = rotate2d(v1, theta=2 * np.pi / 3)
+        v3 = rotate2d(v2, theta=2 * np.pi / 3)
+        v1 *= 1 + 2e-1 * (2 * np.random.rand(2) - 1)
+        v2 *= 1 + 2e-1 * (2 * np.random.rand(2) - 1)
+        v3 *= 1 + 2e-1 * (2 * np.random.rand(2) - 1)
+        bodies = [(p1, v1), (p2, v2), (p3, v3)]
+    return np.concatenate([b[0] for b in bodies] + [b[1] for b in bodies])
+
+
+@pytest.mark.parametrize("name", ["two_body", "three_body"])
+def test_notebook_nbody_evaluation_states_are_the_notebooks_trials(name):
+    # analyze-2body / analyze-3body.ipynb: trial i = np.random.seed(i); random_config().
+    task = tasks.get_task(name)
+    assert task.eval_sampler == "notebook"
+    saved = np.random.get_state()
+    try:
+        want = []
+        for i in range(15):
+            np.random.seed(i)
+            want.append(_notebook_random_config(name))
+    finally:
+        np.random.set_state(saved)
+    np.testing.assert_allclose(task.eval_initial_states(15, seed=0), np.stack(want),
+                               rtol=1e-14, atol=1e-15)
+    assert not np.allclose(task.eval_initial_states(15, seed=1), np.stack(want))
+
+
+def test_task_evaluation_states_are_the_eval_splits_clean_first_states():
+    task = tasks.get_task("spring", eval_sampler="task")
+    want = tasks.sample_split(task, "eval", 5, seed=1)["x_clean"][:, 0]
+    np.testing.assert_array_equal(task.eval_initial_states(5, seed=1), want)
+    assert tasks.get_task("two_body_uniform").eval_sampler == "task"
+    with pytest.raises(DataError, match="eval_sampler"):
+        tasks.get_task("two_body_uniform", eval_sampler="notebook")
+    with pytest.raises(DataError, match="eval_sampler"):
+        tasks.get_task("damped_spring", eval_sampler="notebook")
+    with pytest.raises(DataError, match="eval_sampler"):
+        tasks.get_task("spring", eval_sampler="grid")
+
+
+def test_the_evaluation_rolls_out_from_the_tasks_evaluation_states():
+    task = tasks.get_task("spring", eval_span=(0.0, 1.0), eval_points=5)
+    field = lambda x: task.field(x)  # noqa: E731  (the true field: zero error)
+    scores, rollouts = evaluate_fields(task, {"truth": field}, n_states=5, seed=2,
+                                       solver="batched")
+    np.testing.assert_array_equal(rollouts["truth"][:, 0], task.eval_initial_states(5, seed=2))
+    assert scores["truth"]["energy_mse"] < 1e-18
+
+
 def test_tfds_load_returns_the_task_data(tmp_path):
     import hgn_tf.datasets  # noqa: F401
     from hgn_tf.datasets.hnn_tasks import Builder, HNNTasksConfig
@@ -260,6 +350,14 @@ def test_bad_arguments_are_named_errors(capsys):
     assert len(err) == 1 and "--steps" in err[0] and "got 0" in err[0]
     with pytest.raises(ConfigError, match="solver"):
         rollout_field(lambda x: x, np.zeros((1, 2)), [0.0, 1.0], solver="odeint")
+    with pytest.raises(SystemExit):  # argparse's choices
+        cli.main(["baselines", "hnn", "--eval-sampler", "grid", "--out", "unused"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--eval-sampler" in err[0]
+    assert cli.main(["baselines", "hnn", "--task", "two_body_uniform", "--eval-sampler",
+                     "notebook", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval_sampler" in err[0]
 
 
 def test_pixel_hnn_loss_terms_equal_their_closed_forms():
@@ -446,3 +544,21 @@ def test_a_killed_hnn_run_resumes_from_the_models_it_finished(tmp_path, monkeypa
     # Other settings: both are trained again.
     run._run_task(get_task("spring", steps=4), tmp_path, None, 0, False)
     assert fitted == ["baseline", "hnn", "hnn", "baseline", "hnn"]
+
+
+def test_the_hnn_table_names_each_rows_evaluation_states(tmp_path):
+    from hgn_tf.baselines import run
+
+    score = {"energy_mse": 2e-2, "energy_mse_se": 1e-3, "state_mse": 0.5}
+    for name, sampler in (("spring", "notebook"), ("two_body_uniform", "task")):
+        (tmp_path / name).mkdir()
+        record = {"scores": {"baseline": score, "hnn": dict(score, energy_mse=1e-4)},
+                  "steps": 3, "baseline_train_s": 1.0, "hnn_train_s": 2.0,
+                  "eval_sampler": sampler}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(record))
+    rows = run.write_table(tmp_path).read_text().splitlines()
+    assert rows[0].startswith("| task | evaluation states |")
+    assert rows[2].startswith("| spring | notebook | 2.00e-02 ± 1.0e-03 | 1.00e-04 ± 1.0e-03 "
+                              "| 200x")
+    assert rows[3].startswith("| two_body_uniform | task |")
+    assert len(rows) == 4

@@ -1,9 +1,9 @@
 """Rollouts of a learned vector field against the truth (the HNN notebooks' protocol, fixed).
 
-From `n_states` (15) initial states x0 drawn from the task's own sampler (split "eval", so they
-are not training states), the true field and each learned field are integrated over the task's
-evaluation span (spring, pendulum, damped spring: [0, 20] at 100 points; two_body [0, 25],
-three_body [0, 3] at 500 points), and per initial state
+From `n_states` (15) initial states x0 (`Task.eval_initial_states`: the spring and pendulum
+notebooks' draw, or the task's own sampler on split "eval"), the true field and each learned
+field are integrated over the task's evaluation span (spring, pendulum, damped spring: [0, 20]
+at 100 points; two_body [0, 25], three_body [0, 3] at 500 points), and per initial state
 
     state MSE   = mean_{t, i} (x_model(t)_i - x_true(t)_i)^2
     energy MSE  = mean_t (E(x_model(t)) - E(x_true(t)))^2,   E = the task's TRUE energy
@@ -41,7 +41,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from hgn_tf import metrics
-from hgn_tf.baselines.tasks import Task, sample_split
+from hgn_tf.baselines.tasks import Task
 from hgn_tf.errors import check
 from hgn_tf.physics import ode
 
@@ -146,7 +146,7 @@ def evaluate_fields(task: Task, fields: dict[str, Field], *, n_states: int = N_S
       "energy_mse_se", "diverged", "per_state_energy_mse"}; rollouts = {"t": [T], "truth":
       [N, T, d], name: [N, T, d], ...} (for pictures).
     """
-    x0 = sample_split(task, "eval", n_states, seed=seed)["x_clean"][:, 0]
+    x0 = task.eval_initial_states(n_states, seed)
     times = task.eval_times()
     truth = task.rollout(x0, times)
     true_energy = task.energy(truth)

@@ -4,8 +4,10 @@ For each task: the `hnn_tasks/<task>` TFDS dataset is built (or read) in `data_d
 points are every (x, dx/dt) of the train split (trajectories flattened), the test split is scored
 during training; both models are trained with the task's official protocol (Adam 1e-3, `steps`
 steps of `batch_size` points, weight decay); both learned fields are rolled out from 15 initial
-states (`hgn_tf.baselines.evaluate`: scipy's `solve_ivp` per state by default, DOP853 at
-rtol = atol = 1e-12) and scored with the true energy. Writes
+states (the task's `eval_sampler`: the notebooks' draw for spring and pendulum, the training
+sampler elsewhere; `eval_states` overrides it; `hgn_tf.baselines.evaluate`: scipy's
+`solve_ivp` per state by default, DOP853 at rtol = atol = 1e-12) and scored with the true
+energy. Writes
 
     OUT/<task>/metrics.json        scores, training curves, settings, wall time
     OUT/<task>/phase.png           phase-space trajectories: truth, baseline, HNN
@@ -27,7 +29,7 @@ import numpy as np
 from hgn_tf import plots
 from hgn_tf.baselines import hnn
 from hgn_tf.baselines.evaluate import IVP_METHODS, N_STATES, SOLVERS, evaluate_fields
-from hgn_tf.baselines.tasks import TASK_NAMES, Task, get_task
+from hgn_tf.baselines.tasks import EVAL_SAMPLERS, TASK_NAMES, Task, get_task
 from hgn_tf.errors import check, folder, positive_int
 from hgn_tf.files import atomic_write_text
 
@@ -94,7 +96,8 @@ def _run_task(task: Task, out: pathlib.Path, data_dir, seed: int, verbose: bool,
               "steps": task.steps, "batch_size": task.batch_size,
               "weight_decay": task.weight_decay, "seed": seed,
               "train_points": len(data["train"][0]), "n_states": N_STATES,
-              "solver": solver, "ivp_method": method if solver == "solve_ivp" else "DOP853"}
+              "solver": solver, "ivp_method": method if solver == "solve_ivp" else "DOP853",
+              "eval_sampler": task.eval_sampler}
     fields = {}
     settings = {k: record[k] for k in ("task", "steps", "batch_size", "weight_decay", "seed",
                                        "train_points")}
@@ -164,10 +167,10 @@ def energy_ratio(baseline: dict, hnn: dict) -> tuple[float, float]:
 def write_table(out) -> pathlib.Path:
     """OUT/table.md from every OUT/<task>/metrics.json, beside the published figures."""
     out = pathlib.Path(out)
-    rows = ["| task | energy MSE baseline | energy MSE HNN | baseline / HNN | official "
-            "baseline -> HNN (ratio) | seed 002 baseline -> HNN | state MSE baseline | "
+    rows = ["| task | evaluation states | energy MSE baseline | energy MSE HNN | baseline / HNN | "
+            "official baseline -> HNN (ratio) | seed 002 baseline -> HNN | state MSE baseline | "
             "state MSE HNN | steps | train s (baseline, HNN) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in TASK_NAMES:
         path = out / name / "metrics.json"
         if not path.is_file():
@@ -180,35 +183,41 @@ def write_table(out) -> pathlib.Path:
         s2 = SEED002.get(name)
         seed002 = f"{s2[0]:.2e} -> {s2[1]:.2e}" if s2 else "-"
         rows.append(
-            f"| {name} | {_fmt(b['energy_mse'], b['energy_mse_se'])} | "
+            f"| {name} | {r.get('eval_sampler', 'task')} | "
+            f"{_fmt(b['energy_mse'], b['energy_mse_se'])} | "
             f"{_fmt(h['energy_mse'], h['energy_mse_se'])} | {ratio:.3g}x ± {ratio_se:.3g} | "
             f"{official} | "
             f"{seed002} | {_fmt(b['state_mse'])} | {_fmt(h['state_mse'])} | {r['steps']} | "
             f"{r['baseline_train_s']:.0f}, {r['hnn_train_s']:.0f} |")
     path = out / "table.md"
-    path.write_text("\n".join(rows) + "\n")
+    atomic_write_text(path, "\n".join(rows) + "\n")
     return path
 
 
 def run_hnn(out, tasks=("spring",), *, data_dir=None, steps: int | None = None,
             seed: int = 0, solver: str = "solve_ivp", method: str = "DOP853",
-            verbose: bool = False) -> pathlib.Path:
+            eval_states: str | None = None, verbose: bool = False) -> pathlib.Path:
     """Train, evaluate and tabulate each task (see the module docstring); returns table.md.
 
     Args:
       tasks: names from `TASK_NAMES`.
       steps: replaces every task's official number of steps (None: keep it).
       solver, method: the evaluation's ODE solver (`hgn_tf.baselines.evaluate.rollout_field`).
+      eval_states: replaces every task's `eval_sampler` ("task" or "notebook"; None: keep it).
+        The trained models do not depend on it, so a second run with another value only
+        evaluates again.
     """
     check(solver in SOLVERS, "solver", solver, f"one of {SOLVERS}")
+    check(eval_states is None or eval_states in EVAL_SAMPLERS, "eval_states", eval_states,
+          f"None or one of {EVAL_SAMPLERS}")
     check(method in IVP_METHODS, "method", method, f"one of {IVP_METHODS}")
-    out = folder("out", out)
     if steps is not None:
         positive_int("steps", steps)
-    chosen = [get_task(name) for name in tasks]  # every name checked before any work
+    changes = {k: v for k, v in (("steps", steps), ("eval_sampler", eval_states)) if v is not None}
+    chosen = [get_task(name, **changes) for name in tasks]  # every name checked before any work
+    out = folder("out", out)
     for task in chosen:
         name = task.name
-        task = task if steps is None else get_task(name, steps=steps)
         task_out = out / name
         task_out.mkdir(parents=True, exist_ok=True)
         _run_task(task, task_out, data_dir, seed, verbose, solver, method)

@@ -54,7 +54,16 @@ which equals the system's canonical dynamics at t = 0 plus the friction term -ga
 energy (`energy`) is the mechanical energy, which decays; every other task's is H.
 
 Evaluation protocol (official notebooks): 15 initial states, rollouts over [0, 20] at 100 points
-(two_body [0, 25], three_body [0, 3], at 500 points).
+(two_body [0, 25], three_body [0, 3], at 500 points). Where the 15 states come from
+(`eval_sampler`, `Task.eval_initial_states`):
+  * "notebook" (spring, spring_unit, pendulum): as analyze-spring.ipynb and analyze-pend.ipynb
+    draw them, x0 = U(-0.8, 0.8)^2, then 0.2 added away from zero on each coordinate, so
+    |q|, |p| in [0.2, 1.0] and r = |x0| in [0.28, 1.41]. This is NOT the training distribution:
+    the spring trains on r in [0.1, 1.0] (the evaluation reaches 41% past it), the pendulum on
+    r in [1.3, 2.3] (the evaluation lies almost wholly inside the ring it trained on).
+  * "task": the task's own training sampler (`initial_states`), split "eval" (new states from
+    the training distribution). The two- and three-body notebooks draw this way
+    (`random_config`), so it is their protocol; the damped spring has no notebook.
 """
 
 from __future__ import annotations
@@ -67,8 +76,9 @@ from hgn_tf import physics
 from hgn_tf.errors import DataError
 from hgn_tf.physics import ode
 
-__all__ = ["MAX_ATTEMPTS", "SAMPLERS", "SPLIT_IDS", "TASK_NAMES", "Task", "get_task",
-           "official_initial_states", "sample_split"]
+__all__ = ["EVAL_SAMPLERS", "MAX_ATTEMPTS", "NOTEBOOK_SYSTEMS", "SAMPLERS", "SPLIT_IDS",
+           "TASK_NAMES", "Task", "get_task", "notebook_eval_states", "official_initial_states",
+           "sample_split"]
 
 SPLIT_IDS = {"train": 0, "test": 1, "eval": 2}
 _RTOL = _ATOL = 1e-11
@@ -97,6 +107,8 @@ class Task:
       damped: the state is (q, mechanical momentum) of the damped oscillator (module docstring).
       sampler: "system" (the system's `sample_initial`) or "official" (the official code's
         `random_config`, two_body and three_body only: `official_initial_states`).
+      eval_sampler: where the evaluation's initial states come from: "task" (`initial_states`)
+        or "notebook" (the spring and pendulum notebooks' draw; one-dimensional tasks only).
     """
 
     name: str
@@ -114,6 +126,7 @@ class Task:
     eval_points: int = 100
     damped: bool = False
     sampler: str = "system"
+    eval_sampler: str = "task"
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -122,6 +135,16 @@ class Task:
         if self.sampler == "official" and self.system not in _OFFICIAL:
             raise DataError(f"`sampler`='official' exists for {tuple(_OFFICIAL)}, not for "
                             f"system {self.system!r}.", "sampler")
+        if self.eval_sampler not in EVAL_SAMPLERS:
+            raise DataError(f"`eval_sampler` must be one of {EVAL_SAMPLERS}, got "
+                            f"{self.eval_sampler!r}.", "eval_sampler")
+        if self.eval_sampler == "notebook" and (
+                self.system not in NOTEBOOK_SYSTEMS or self.damped
+                or (self.system in _NOTEBOOK_NBODY and self.sampler != "official")):
+            raise DataError(f"`eval_sampler`='notebook' exists for the tasks the official "
+                            f"notebooks score (spring, pendulum, and the n-body tasks on the "
+                            f"official sampler), not for {self.name!r}: use 'task'.",
+                            "eval_sampler")
 
     @property
     def physical_system(self) -> physics.PhysicalSystem:
@@ -161,6 +184,16 @@ class Task:
         q0, p0 = self.physical_system.sample_initial(rng, n)
         return np.concatenate([q0, p0], axis=-1)
 
+    def eval_initial_states(self, n: int, seed: int = 0) -> np.ndarray:
+        """The evaluation's n initial states x0 [n, 2 dim], a pure function of (seed, n).
+
+        "task": the clean first states of `sample_split(self, "eval", n, seed=seed)`.
+        "notebook": the official notebooks' states (`notebook_eval_states`).
+        """
+        if self.eval_sampler == "notebook":
+            return notebook_eval_states(self.system, n, seed)
+        return sample_split(self, "eval", n, seed=seed)["x_clean"][:, 0]
+
     def rollout(self, x0, times) -> np.ndarray:
         """The true trajectories [N, T, 2 dim] from x0 [N, 2 dim] at times[0] (DOP853, 1e-11)."""
         return ode.integrate(lambda t, y: self.field(y), np.asarray(x0, np.float64),
@@ -180,30 +213,81 @@ def _circular_velocity(system: str, pos) -> np.ndarray:
     return _rotate(pos, np.pi / 2) / r * physics.get(system).circular_speed(r)
 
 
+def _two_body_states(pos, factor) -> np.ndarray:
+    """random_config's two-body states from its draws: body 1 at pos [n, 2], body 2 opposite,
+    both on the circular orbit, the velocity scaled by factor [n, 1]."""
+    vel = _circular_velocity("two_body", pos) * factor
+    q = np.concatenate([pos, -pos], axis=-1)
+    return np.concatenate([q, np.concatenate([vel, -vel], axis=-1)], axis=-1)
+
+
+def _three_body_states(direction, r, jitter) -> np.ndarray:
+    """random_config's three-body states from its draws: body 1 at radius r [n, 1] in the
+    direction [n, 2], the others at 120 and 240 degrees, circular velocities scaled per component
+    by jitter [n, 3, 2]."""
+    n = len(direction)
+    p1 = direction * r / np.linalg.norm(direction, axis=-1, keepdims=True)
+    v1 = _circular_velocity("three_body", p1)  # the official r^-1/2 sqrt(sin 60 / (2 cos^2 30))
+    angles = 2 * np.pi / 3 * np.arange(3)
+    pos = np.stack([_rotate(p1, a) for a in angles], axis=1)  # [n, 3, 2]
+    vel = np.stack([_rotate(v1, a) for a in angles], axis=1) * jitter  # no re-centring
+    return np.concatenate([pos.reshape(n, 6), vel.reshape(n, 6)], axis=-1)  # m = 1: p = v
+
+
 def _official_two_body(rng: np.random.Generator, n: int) -> np.ndarray:
     # experiment-2body/data.py, random_config(orbit_noise=5e-2, min_radius=0.5, max_radius=1.5)
     pos = rng.uniform(0.5, 1.5, size=(n, 2))
-    vel = _circular_velocity("two_body", pos) * (1 + 0.05 * rng.standard_normal((n, 1)))
-    q = np.concatenate([pos, -pos], axis=-1)
-    return np.concatenate([q, np.concatenate([vel, -vel], axis=-1)], axis=-1)
+    return _two_body_states(pos, 1 + 0.05 * rng.standard_normal((n, 1)))
 
 
 def _official_three_body(rng: np.random.Generator, n: int) -> np.ndarray:
     # experiment-3body/data.py, random_config(nu=2e-1, min_radius=0.9, max_radius=1.2)
     direction = rng.uniform(-1.0, 1.0, size=(n, 2))
     r = rng.uniform(0.9, 1.2, size=(n, 1))
-    p1 = direction * r / np.linalg.norm(direction, axis=-1, keepdims=True)
-    v1 = _circular_velocity("three_body", p1)  # the official r^-1/2 sqrt(sin 60 / (2 cos^2 30))
-    angles = 2 * np.pi / 3 * np.arange(3)
-    pos = np.stack([_rotate(p1, a) for a in angles], axis=1)  # [n, 3, 2]
-    vel = np.stack([_rotate(v1, a) for a in angles], axis=1)
-    vel = vel * (1 + 0.2 * rng.uniform(-1.0, 1.0, size=(n, 3, 2)))  # per component, no re-centring
-    return np.concatenate([pos.reshape(n, 6), vel.reshape(n, 6)], axis=-1)  # m = 1: p = v
+    return _three_body_states(direction, r, 1 + 0.2 * rng.uniform(-1.0, 1.0, size=(n, 3, 2)))
+
+
+def _notebook_two_body(state: np.random.RandomState) -> np.ndarray:
+    # random_config() after np.random.seed(k): the same draws in the same order.
+    pos = state.rand(2) * (1.5 - 0.5) + 0.5
+    return _two_body_states(pos[None], np.array([[1 + 5e-2 * state.randn()]]))[0]
+
+
+def _notebook_three_body(state: np.random.RandomState) -> np.ndarray:
+    direction = 2 * state.rand(2) - 1
+    r = state.rand() * (1.2 - 0.9) + 0.9
+    jitter = np.stack([1 + 2e-1 * (2 * state.rand(2) - 1) for _ in range(3)])
+    return _three_body_states(direction[None], np.array([[r]]), jitter[None])[0]
+
+
+def notebook_eval_states(system: str, n: int, seed: int = 0) -> np.ndarray:
+    """The evaluation states x0 [n, 2 dim] of the official analysis notebooks.
+
+    mass_spring, pendulum (analyze-spring / analyze-pend.ipynb): x0 = U(-0.8, 0.8)^2 + 0.2
+    sign(x0), from SeedSequence([seed, SPLIT_IDS["eval"], 0]) (the notebooks draw from the
+    global NumPy state, wherever the cells before left it). two_body, three_body
+    (analyze-2body / analyze-3body.ipynb): trial i is `np.random.seed(i); random_config()`; here
+    state i is that with np.random.RandomState(n * seed + i), so seed 0 gives exactly the
+    notebooks' 15 states.
+    """
+    if system in _NOTEBOOK_NBODY:
+        draw = _NOTEBOOK_NBODY[system]
+        return np.stack([draw(np.random.RandomState(n * seed + i)) for i in range(n)])
+    if system not in ("mass_spring", "pendulum"):
+        raise DataError(f"`system` must be one of {NOTEBOOK_SYSTEMS} for the notebooks' "
+                        f"evaluation states, got {system!r}.", "system")
+    x0 = _rng(seed, "eval", 0, 0).uniform(-0.8, 0.8, size=(n, 2))
+    return x0 + 0.2 * np.sign(x0)
+
+
+_NOTEBOOK_NBODY = {"two_body": _notebook_two_body, "three_body": _notebook_three_body}
+NOTEBOOK_SYSTEMS = ("mass_spring", "pendulum", *_NOTEBOOK_NBODY)
 
 
 _OFFICIAL = {"two_body": _official_two_body, "three_body": _official_three_body}
 SAMPLERS = ("system", "official")
-_SAMPLER_SUFFIXES = (("", "official"), ("_uniform", "system"))
+EVAL_SAMPLERS = ("task", "notebook")
+_SAMPLER_SUFFIXES = (("", "official", "notebook"), ("_uniform", "system", "task"))
 
 
 def official_initial_states(system: str, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -218,17 +302,20 @@ def official_initial_states(system: str, rng: np.random.Generator, n: int) -> np
 _TASKS = {
     task.name: task
     for task in (
-        Task("spring", "mass_spring"),
-        Task("spring_unit", "mass_spring", overrides=(("k", 1.0), ("m", 1.0))),
-        Task("pendulum", "pendulum", n_points=45),
+        Task("spring", "mass_spring", eval_sampler="notebook"),
+        Task("spring_unit", "mass_spring", overrides=(("k", 1.0), ("m", 1.0)),
+             eval_sampler="notebook"),
+        Task("pendulum", "pendulum", n_points=45, eval_sampler="notebook"),
         *(Task(f"two_body{suffix}", "two_body", overrides=(("velocity_jitter", 0.05),),
                n_train=800, n_test=200, n_points=50, span=(0.0, 20.0), noise_std=0.0,
                steps=10_000, batch_size=200, weight_decay=0.0, eval_span=(0.0, 25.0),
-               eval_points=500, sampler=sampler) for suffix, sampler in _SAMPLER_SUFFIXES),
+               eval_points=500, sampler=sampler, eval_sampler=eval_sampler)
+          for suffix, sampler, eval_sampler in _SAMPLER_SUFFIXES),
         *(Task(f"three_body{suffix}", "three_body", overrides=(("velocity_jitter", 0.2),),
                n_train=4000, n_test=1000, n_points=20, span=(0.0, 5.0), noise_std=0.0,
                steps=10_000, batch_size=600, eval_span=(0.0, 3.0), eval_points=500,
-               sampler=sampler) for suffix, sampler in _SAMPLER_SUFFIXES),
+               sampler=sampler, eval_sampler=eval_sampler)
+          for suffix, sampler, eval_sampler in _SAMPLER_SUFFIXES),
         Task("damped_spring", "damped_oscillator", damped=True),
     )
 }
