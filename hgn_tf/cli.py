@@ -407,11 +407,12 @@ def _add_baselines_parser(sub):
     p.add_argument("--ivp-method", choices=IVP_METHODS, default="DOP853",
                    help="solve_ivp's method, at rtol = atol = 1e-12 (default %(default)s)")
     p.add_argument("--eval-sampler", choices=EVAL_SAMPLERS, default=None,
-                   help="the 15 evaluation states: 'notebook' (the spring and pendulum "
-                        "notebooks' draw, |q|, |p| in [0.2, 1]; one-dimensional tasks only) or "
-                        "'task' (the task's training sampler); default: each task's own "
-                        "(notebook for spring, spring_unit and pendulum). Trained models are "
-                        "reused, so a second value only evaluates again")
+                   help="the 15 evaluation states: 'notebook' (the official notebooks' own: "
+                        "spring and pendulum |q|, |p| in [0.2, 1]; two_body and three_body "
+                        "their trials' random_config) or 'task' (the task's training "
+                        "sampler); default: each task's own (notebook where a notebook scores "
+                        "the task). Trained models are reused, so a second value only "
+                        "evaluates again")
     p.set_defaults(func=cmd_baselines_hnn)
 
     from hgn_tf.baselines.pixel_run import SCHEDULES

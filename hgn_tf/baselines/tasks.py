@@ -56,14 +56,16 @@ energy (`energy`) is the mechanical energy, which decays; every other task's is 
 Evaluation protocol (official notebooks): 15 initial states, rollouts over [0, 20] at 100 points
 (two_body [0, 25], three_body [0, 3], at 500 points). Where the 15 states come from
 (`eval_sampler`, `Task.eval_initial_states`):
-  * "notebook" (spring, spring_unit, pendulum): as analyze-spring.ipynb and analyze-pend.ipynb
-    draw them, x0 = U(-0.8, 0.8)^2, then 0.2 added away from zero on each coordinate, so
-    |q|, |p| in [0.2, 1.0] and r = |x0| in [0.28, 1.41]. This is NOT the training distribution:
-    the spring trains on r in [0.1, 1.0] (the evaluation reaches 41% past it), the pendulum on
-    r in [1.3, 2.3] (the evaluation lies almost wholly inside the ring it trained on).
-  * "task": the task's own training sampler (`initial_states`), split "eval" (new states from
-    the training distribution). The two- and three-body notebooks draw this way
-    (`random_config`), so it is their protocol; the damped spring has no notebook.
+  * "notebook" (the default of spring, spring_unit, pendulum, two_body and three_body): the
+    notebooks' own states (`notebook_eval_states`). analyze-spring.ipynb and analyze-pend.ipynb
+    draw x0 = U(-0.8, 0.8)^2, then 0.2 added away from zero on each coordinate, so |q|, |p| in
+    [0.2, 1.0] and r = |x0| in [0.28, 1.41]. This is NOT the training distribution: the spring
+    trains on r in [0.1, 1.0] (the evaluation reaches 41% past it), the pendulum on r in
+    [1.3, 2.3] (the evaluation lies almost wholly inside the ring it trained on).
+    analyze-2body / analyze-3body.ipynb score trial i from `np.random.seed(i); random_config()`,
+    reproduced exactly.
+  * "task" (the default of the `_uniform` tasks and the damped spring, which has no notebook):
+    new states from the task's own training sampler (`initial_states`, split "eval").
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class Task:
       sampler: "system" (the system's `sample_initial`) or "official" (the official code's
         `random_config`, two_body and three_body only: `official_initial_states`).
       eval_sampler: where the evaluation's initial states come from: "task" (`initial_states`)
-        or "notebook" (the spring and pendulum notebooks' draw; one-dimensional tasks only).
+        or "notebook" (the official notebooks' states, `notebook_eval_states`; for the tasks
+        those notebooks score: spring, pendulum, and the n-body tasks on the official sampler).
     """
 
     name: str
