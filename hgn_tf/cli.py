@@ -349,7 +349,7 @@ def cmd_baselines_hnn(args):
     tasks = TASK_NAMES if "all" in args.task else tuple(dict.fromkeys(args.task))
     table = run_hnn(args.out, tasks, data_dir=args.data_dir, steps=args.steps, seed=args.seed,
                     solver=args.solver, method=args.ivp_method,
-                    eval_states=args.eval_sampler, verbose=True)
+                    eval_sampler=args.eval_sampler, verbose=True)
     print(table.read_text(), end="")
     print(f"table: {table}; pictures: {pathlib.Path(args.out)}/<task>/phase.png, energy.png")
 

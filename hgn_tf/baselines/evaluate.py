@@ -1,7 +1,7 @@
 """Rollouts of a learned vector field against the truth (the HNN notebooks' protocol, fixed).
 
-From `n_states` (15) initial states x0 (`Task.eval_initial_states`: the spring and pendulum
-notebooks' draw, or the task's own sampler on split "eval"), the true field and each learned
+From `n_states` (15) initial states x0 (`Task.eval_initial_states`: the official notebooks' own
+states, or the task's own sampler on split "eval"), the true field and each learned
 field are integrated over the task's evaluation span (spring, pendulum, damped spring: [0, 20]
 at 100 points; two_body [0, 25], three_body [0, 3] at 500 points), and per initial state
 

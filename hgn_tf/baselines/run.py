@@ -4,10 +4,10 @@ For each task: the `hnn_tasks/<task>` TFDS dataset is built (or read) in `data_d
 points are every (x, dx/dt) of the train split (trajectories flattened), the test split is scored
 during training; both models are trained with the task's official protocol (Adam 1e-3, `steps`
 steps of `batch_size` points, weight decay); both learned fields are rolled out from 15 initial
-states (the task's `eval_sampler`: the notebooks' draw for spring and pendulum, the training
-sampler elsewhere; `eval_states` overrides it; `hgn_tf.baselines.evaluate`: scipy's
-`solve_ivp` per state by default, DOP853 at rtol = atol = 1e-12) and scored with the true
-energy. Writes
+states (the task's `eval_sampler`: the official notebooks' own states for spring, pendulum,
+two_body and three_body, the training sampler elsewhere; `eval_sampler` of `run_hnn` overrides
+it; `hgn_tf.baselines.evaluate`: scipy's `solve_ivp` per state by default, DOP853 at
+rtol = atol = 1e-12) and scored with the true energy. Writes
 
     OUT/<task>/metrics.json        scores, training curves, settings, wall time
     OUT/<task>/phase.png           phase-space trajectories: truth, baseline, HNN
@@ -196,24 +196,24 @@ def write_table(out) -> pathlib.Path:
 
 def run_hnn(out, tasks=("spring",), *, data_dir=None, steps: int | None = None,
             seed: int = 0, solver: str = "solve_ivp", method: str = "DOP853",
-            eval_states: str | None = None, verbose: bool = False) -> pathlib.Path:
+            eval_sampler: str | None = None, verbose: bool = False) -> pathlib.Path:
     """Train, evaluate and tabulate each task (see the module docstring); returns table.md.
 
     Args:
       tasks: names from `TASK_NAMES`.
       steps: replaces every task's official number of steps (None: keep it).
       solver, method: the evaluation's ODE solver (`hgn_tf.baselines.evaluate.rollout_field`).
-      eval_states: replaces every task's `eval_sampler` ("task" or "notebook"; None: keep it).
+      eval_sampler: replaces every task's `eval_sampler` ("task" or "notebook"; None: keep it).
         The trained models do not depend on it, so a second run with another value only
         evaluates again.
     """
     check(solver in SOLVERS, "solver", solver, f"one of {SOLVERS}")
-    check(eval_states is None or eval_states in EVAL_SAMPLERS, "eval_states", eval_states,
+    check(eval_sampler is None or eval_sampler in EVAL_SAMPLERS, "eval_sampler", eval_sampler,
           f"None or one of {EVAL_SAMPLERS}")
     check(method in IVP_METHODS, "method", method, f"one of {IVP_METHODS}")
     if steps is not None:
         positive_int("steps", steps)
-    changes = {k: v for k, v in (("steps", steps), ("eval_sampler", eval_states)) if v is not None}
+    changes = {k: v for k, v in (("steps", steps), ("eval_sampler", eval_sampler)) if v is not None}
     chosen = [get_task(name, **changes) for name in tasks]  # every name checked before any work
     out = folder("out", out)
     for task in chosen:
