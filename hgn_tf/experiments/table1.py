@@ -14,13 +14,19 @@ Every pair is also scored on the other window (the frames read / after them) and
 prediction time; `table1.csv` has every figure. Beside the model rows: the mean-frame and
 repeat-last baselines and a noise-floor row per system (the stored clean states rendered by the
 dataset's renderer, scored against the test frames, which are rendered from the noisy states:
-what a model of the clean dynamics would score).
+what a model of the clean dynamics would score). Under the prediction protocol the clean states
+are more than a model can know from 5 noisy frames; there a prediction-floor row gives what the
+true dynamics would score from what those frames show: the posterior-expected frames given the
+noisy positions read (`prediction_floor`, `physics.inference`), the lowest expected pixel MSE any
+model reading those frames can reach, and the sharp maximum-likelihood rollout beside it (for the
+systems whose initial states have a density: mass_spring and pendulum of the four).
 
 Layout of `out`:
 
     <protocol>/<system>/<variant>/      the pair's training run (config, backup, history, weights)
                                         and its eval/ (metrics.json, pictures); timing.json
     <protocol>/<system>/noise_floor.json
+    prediction/<system>/prediction_floor.json
     <protocol>/table1.md, table1.csv, table2.md, vpt.md, physics.md
 
 Resuming: run the same command again. A pair whose eval/metrics.json exists is not retrained; a
@@ -48,10 +54,11 @@ from hgn_tf.evaluate import evaluate, rollout_report
 from hgn_tf.experiments import reference
 from hgn_tf.files import atomic_write_text
 from hgn_tf.physics import STORED_FRAMES
+from hgn_tf.physics.inference import has_prior, posterior_frames
 from hgn_tf.train import train
 
 __all__ = ["PROTOCOLS", "SCALES", "SYSTEMS", "VARIANTS", "floor_report", "noise_floor",
-           "pair_config",
+           "pair_config", "prediction_floor",
            "run_table1", "write_tables"]
 
 SYSTEMS = ("mass_spring", "pendulum", "two_body", "three_body")
@@ -124,6 +131,38 @@ def noise_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int) -> dict:
     return out
 
 
+PREDICTION_FLOOR_SAMPLES = 64
+
+
+def prediction_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int,
+                     n_samples: int = PREDICTION_FLOOR_SAMPLES, seed: int = 0) -> dict:
+    """The best any model that reads the first `frames_read` frames can score on the rest under
+    pixel MSE: the true dynamics' posterior-expected frames given the noisy positions those frames
+    were rendered from (`physics.inference.posterior_frames`), scored against the frames over a
+    30-frame unroll; and the sharp maximum-likelihood rollout beside it (`"ml"`)."""
+    data_cfg = dataclasses.replace(cfg.data, n_frames=STORED_FRAMES)
+    system = physics.get(cfg.data.system)
+    train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
+    mean_frame = train_frames.mean(axis=(0, 1))
+    out = {}
+    for split in ("train", "test"):
+        arrays = data_lib.load_arrays(data_cfg, split, keys=("frames", "q_noisy", "t"),
+                                      limit=max_sequences)
+        post = posterior_frames(system, arrays["q_noisy"], arrays["t"][0],
+                                frames_read=frames_read, n_samples=n_samples, seed=seed,
+                                resolution=data_cfg.resolution)
+        report = rollout_report(post["frames"], arrays["frames"], None, mean_frame=mean_frame,
+                                frames_read=frames_read)
+        report.update(n_samples=n_samples,
+                      ess_median=float(np.median(post["ess"])),
+                      chi2_median=float(np.median(post["chi2"])),
+                      ml=floor_report(cfg.data.system, post["ml_q"], arrays["frames"],
+                                      mean_frame=mean_frame, frames_read=frames_read,
+                                      resolution=data_cfg.resolution))
+        out[split] = report
+    return out
+
+
 def _write_json(path: pathlib.Path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
@@ -158,6 +197,11 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
         floor_path = root / system / "noise_floor.json"
         if not floor_path.exists():
             _write_json(floor_path, noise_floor(cfg, cfg.conditioning_frames, max_sequences))
+        posterior_path = root / system / "prediction_floor.json"
+        if (cfg.conditioning_frames < STORED_FRAMES and not posterior_path.exists()
+                and has_prior(physics.get(system))):
+            _write_json(posterior_path, prediction_floor(cfg, cfg.conditioning_frames,
+                                                         max_sequences))
         write_tables(root, protocol)
         _say(verbose, f"{protocol}/{system}/{variant}: done; tables in {root}")
     return results
@@ -201,9 +245,9 @@ def _pairs(root: pathlib.Path):
     return found
 
 
-def _floors(root: pathlib.Path, systems) -> dict:
-    return {s: json.loads((root / s / "noise_floor.json").read_text()) for s in systems
-            if (root / s / "noise_floor.json").exists()}
+def _floors(root: pathlib.Path, systems, name: str = "noise_floor") -> dict:
+    return {s: json.loads((root / s / f"{name}.json").read_text()) for s in systems
+            if (root / s / f"{name}.json").exists()}
 
 
 def _cell(split_report: dict, window: str) -> str:
@@ -228,6 +272,7 @@ def write_tables(root, protocol: str) -> None:
     if not systems:
         raise ConfigError(f"`root` {str(root)!r} holds no finished pair.", "root")
     floors = _floors(root, systems)
+    posterior = _floors(root, systems, "prediction_floor")
     window = PRIMARY_WINDOW[protocol]
     variants = [v for v in VARIANTS if any(v in pairs[s] for s in systems)]
     any_metrics = next(iter(pairs[systems[0]].values()))[0]
@@ -265,6 +310,12 @@ def write_tables(root, protocol: str) -> None:
             cells += [f"{w[0][key] * 1e4:.2f} / {w[1][key] * 1e4:.2f}", f"{ratio:.2f}x"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(model_row("noise floor (clean states rendered)", floors))
+    if posterior:
+        lines.append(model_row(f"prediction floor (true dynamics, posterior mean given the {k} "
+                               "frames read)", posterior))
+        lines.append(model_row("same, the maximum-likelihood state's sharp rollout",
+                               {s: {sp: r[sp]["ml"] for sp in ("train", "test")}
+                                for s, r in posterior.items()}))
     lines += ["", "Published (x1e4, train / test; the paper scores the 31 frames its encoder read,"
               " the reproduction the frames of its protocol):", "",
               "| model | " + " | ".join(systems) + " |", "|" + " --- |" * (1 + len(systems))]
@@ -286,6 +337,10 @@ def write_tables(root, protocol: str) -> None:
         rows = [(v, *pairs[s][v]) for v in variants if v in pairs[s]]
         if s in floors:
             rows.append(("noise_floor", floors[s], {}))
+        if s in posterior:
+            rows.append(("prediction_floor", posterior[s], {}))
+            rows.append(("prediction_floor_ml", {sp: posterior[s][sp]["ml"]
+                                                 for sp in ("train", "test")}, {}))
         for name, m, timing in rows:
             minutes = timing.get("train_seconds", float("nan")) / 60
             for split in ("train", "test"):
@@ -325,6 +380,10 @@ def write_tables(root, protocol: str) -> None:
              "| model | " + " | ".join(systems) + " |", "|" + " --- |" * (1 + len(systems))]
     rows = [(f"HGN {v}", {s: pairs[s][v][0] for s in systems if v in pairs[s]})
             for v in variants] + [("noise floor", floors)]
+    if posterior:
+        rows += [("prediction floor (posterior mean)", posterior),
+                 ("prediction floor (maximum likelihood, sharp)",
+                  {s: {"test": r["test"]["ml"]} for s, r in posterior.items()})]
     for name, reports in rows:
         lines.append(f"| {name} | " + " | ".join(
             "-" if s not in reports else

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -35,7 +36,7 @@ import numpy as np
 from hgn_tf.errors import DataError
 from hgn_tf.physics import ode
 
-__all__ = ["ATOL", "RTOL", "PhysicalSystem", "sample_phase_sphere"]
+__all__ = ["ATOL", "RTOL", "PhysicalSystem", "phase_sphere_log_density", "sample_phase_sphere"]
 
 RTOL = 1e-11
 ATOL = 1e-11
@@ -63,6 +64,25 @@ def sample_phase_sphere(
     direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
     state = r[:, None] * direction
     return state[:, :dim], state[:, dim:]
+
+
+def phase_sphere_log_density(q, p, radius_range: tuple[float, float]) -> np.ndarray:
+    """log of `sample_phase_sphere`'s density at (q, p) [..., dim] in R^(2 dim):
+
+        density(x) = 1 / ((r_max - r_min) |S^(2 dim - 1)| r^(2 dim - 1))   for r_min <= |x| <= r_max
+
+    (r uniform, the direction uniform on the unit sphere of area |S^(n-1)| = 2 pi^(n/2) /
+    Gamma(n/2)), and -inf outside the shell.
+    """
+    x = np.concatenate([np.asarray(q, np.float64), np.asarray(p, np.float64)], axis=-1)
+    n = x.shape[-1]
+    r = np.linalg.norm(x, axis=-1)
+    lo, hi = radius_range
+    log_area = np.log(2.0) + (n / 2) * np.log(np.pi) - math.lgamma(n / 2)
+    inside = (r >= lo) & (r <= hi)
+    with np.errstate(divide="ignore"):
+        value = -np.log(hi - lo) - log_area - (n - 1) * np.log(r)
+    return np.where(inside, value, -np.inf)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -164,6 +184,15 @@ class PhysicalSystem(abc.ABC):
     @abc.abstractmethod
     def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n initial states (q0 [n, dim], p0 [n, dim]) drawn with `rng`."""
+
+    def log_initial_density(self, q, p) -> np.ndarray | None:
+        """log of `sample_initial`'s density at (q, p) [..., dim] in phase space, [...]; None where
+        the sampler has no density there (its states lie on a lower-dimensional set).
+
+        The base class knows nothing of the sampler: None. The systems drawn by
+        `sample_phase_sphere` return `phase_sphere_log_density`.
+        """
+        return None
 
     @abc.abstractmethod
     def positions(self, q) -> np.ndarray:

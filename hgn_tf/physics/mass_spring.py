@@ -21,7 +21,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import BODY_COLOURS, PhysicalSystem, sample_phase_sphere
+from hgn_tf.physics.base import (
+    BODY_COLOURS,
+    PhysicalSystem,
+    phase_sphere_log_density,
+    sample_phase_sphere,
+)
 
 __all__ = ["MassSpring"]
 
@@ -67,6 +72,9 @@ class MassSpring(PhysicalSystem):
 
     def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         return sample_phase_sphere(rng, n, self.dim, self.radius_range)
+
+    def log_initial_density(self, q, p) -> np.ndarray:
+        return phase_sphere_log_density(q, p, self.radius_range)
 
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
