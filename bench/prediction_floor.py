@@ -5,7 +5,7 @@
 For each system's `hamiltonian_systems` dataset (the `cpu` preset's data, 30 frames), prints the
 prediction protocol's floors beside the clean-states noise floor, test split, frames K-29:
 
-    posterior mean   the true dynamics' posterior-expected frames given the noisy positions of
+    expected frame   the true dynamics' expected frames given the noisy positions of
                      the K frames read (`hgn_tf.physics.inference`): the lowest expected pixel
                      MSE any predictor that reads those frames can reach
     ML, sharp        the maximum-likelihood initial state's rollout, rendered sharp
@@ -13,19 +13,41 @@ prediction protocol's floors beside the clean-states noise floor, test split, fr
                      knew the true state, which K noisy frames do not give
 
 with the pixel MSE, its ratio to the mean-frame baseline, the mean and median valid prediction
-time (`hgn_tf.metrics`), and the importance sampler's median effective sample size.
+time (`hgn_tf.metrics`), and the importance sampler's median effective sample size. With
+`--pictures DIR`, writes DIR/<system>_prediction_floor.png: four test sequences, truth, floor
+(the expected frames) and the sharp maximum-likelihood rollout, the red line after frame K - 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import pathlib
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hgn_tf import config as C  # noqa: E402
+from hgn_tf import data as data_lib  # noqa: E402
+from hgn_tf import physics, plots  # noqa: E402
 from hgn_tf.experiments import table1  # noqa: E402
+from hgn_tf.physics.inference import posterior_frames  # noqa: E402
+
+
+def pictures(cfg, frames_read: int, n_samples: int, seed: int, out: pathlib.Path) -> None:
+    data_cfg = dataclasses.replace(cfg.data, n_frames=physics.STORED_FRAMES)
+    a = data_lib.load_arrays(data_cfg, "test", keys=("frames", "q_noisy", "t"), limit=4)
+    system = physics.get(cfg.data.system)
+    post = posterior_frames(system, a["q_noisy"], a["t"][0], frames_read=frames_read,
+                            n_samples=n_samples, seed=seed, resolution=data_cfg.resolution)
+    sharp = physics.render_states(system, post["ml_q"], data_cfg.resolution) / 255.0
+    out.mkdir(parents=True, exist_ok=True)
+    path = plots.grid_png([a["frames"], post["frames"], sharp],
+                          out / f"{cfg.data.system}_prediction_floor.png",
+                          labels=[f"truth {i}" for i in range(4)] + [f"floor {i}" for i in range(4)]
+                          + [f"ML {i}" for i in range(4)], mark_after=frames_read - 1)
+    print(f"  wrote {path}")
 
 
 def main() -> None:
@@ -38,6 +60,8 @@ def main() -> None:
                         help="importance samples per sequence")
     parser.add_argument("--sequences", type=int, default=256, help="test sequences scored")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--pictures", type=pathlib.Path, default=None,
+                        help="folder for a picture per system (truth, floor, ML rollout)")
     args = parser.parse_args()
     print(f"frames read {args.frames_read}, {args.sequences} sequences, {args.samples} samples, "
           f"seed {args.seed}; test split, scored on frames {args.frames_read}-29")
@@ -50,7 +74,7 @@ def main() -> None:
                                        args.seed)["test"]
         seconds = time.perf_counter() - start
         clean = table1.noise_floor(cfg, args.frames_read, args.sequences)["test"]
-        for name, r in ((f"posterior mean (ESS median "
+        for name, r in ((f"expected frame (ESS median "
                          f"{post['ess_median']:.1f} of {args.samples})", post),
                         (f"ML, sharp (chi2 median {post['chi2_median']:.2f})", post["ml"]),
                         ("clean states", clean)):
@@ -58,6 +82,8 @@ def main() -> None:
             print(f"| {system} | {name} | {w['pixel_mse'] * 1e4:.2f} | "
                   f"{w['ratio_to_mean_frame']:.2f}x | {r['vpt']:.1f} / {r['vpt_median']:.1f} |")
         print(f"  ({system}: {seconds:.1f} s for both splits' posterior)", flush=True)
+        if args.pictures is not None:
+            pictures(cfg, args.frames_read, args.samples, args.seed, args.pictures)
 
 
 if __name__ == "__main__":

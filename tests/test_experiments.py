@@ -111,19 +111,20 @@ def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
     floor = json.loads((root / "pendulum" / "prediction_floor.json").read_text())
     clean = json.loads((root / "pendulum" / "noise_floor.json").read_text())
     for split in ("train", "test"):
-        # Knowing only 5 noisy frames costs: the posterior mean scores above the clean states
-        # after the frames read, and the sharp maximum-likelihood guess above the mean.
-        after = floor[split]["after"]["pixel_mse"]
-        assert clean[split]["after"]["pixel_mse"] < after < floor[split]["ml"]["after"]["pixel_mse"]
+        # The frames read are the floor's own; after them the expected frame beats the sharp
+        # maximum-likelihood guess.
+        assert floor[split]["read"]["pixel_mse"] == 0
+        assert floor[split]["after"]["pixel_mse"] < floor[split]["ml"]["after"]["pixel_mse"]
+        assert clean[split]["read"]["pixel_mse"] > 0
         assert floor[split]["n_sequences"] == 8 and floor[split]["ess_median"] > 1
     names = [line.split("|")[1].strip() for line in (root / "table1.md").read_text().splitlines()
              if line.startswith("| ")]
-    assert "prediction floor (true dynamics, posterior mean given the 5 frames read)" in names
+    assert "prediction floor (true dynamics: the expected frame given the 5 frames read)" in names
     rows = list(csv.DictReader((root / "table1.csv").open()))
     assert {r["model"] for r in rows} == {"leapfrog", "noise_floor", "prediction_floor",
                                           "prediction_floor_ml"}
     vpt = (root / "vpt.md").read_text()
-    assert "| prediction floor (posterior mean) |" in vpt
+    assert "| prediction floor (expected frame) |" in vpt
 
 
 def test_bad_arguments_name_the_argument(tmp_path, capsys):

@@ -311,7 +311,7 @@ def write_tables(root, protocol: str) -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(model_row("noise floor (clean states rendered)", floors))
     if posterior:
-        lines.append(model_row(f"prediction floor (true dynamics, posterior mean given the {k} "
+        lines.append(model_row(f"prediction floor (true dynamics: the expected frame given the {k} "
                                "frames read)", posterior))
         lines.append(model_row("same, the maximum-likelihood state's sharp rollout",
                                {s: {sp: r[sp]["ml"] for sp in ("train", "test")}
@@ -381,7 +381,7 @@ def write_tables(root, protocol: str) -> None:
     rows = [(f"HGN {v}", {s: pairs[s][v][0] for s in systems if v in pairs[s]})
             for v in variants] + [("noise floor", floors)]
     if posterior:
-        rows += [("prediction floor (posterior mean)", posterior),
+        rows += [("prediction floor (expected frame)", posterior),
                  ("prediction floor (maximum likelihood, sharp)",
                   {s: {"test": r["test"]["ml"]} for s, r in posterior.items()})]
     for name, reports in rows:

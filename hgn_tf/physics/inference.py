@@ -2,12 +2,17 @@
 
 A model that reads the first K frames of a sequence and predicts the rest sees the noisy
 positions q_noisy[0:K] (the frames are rendered from them; the momenta are not drawn) and nothing
-else. With the true dynamics known, the best it can do under pixel MSE is the posterior-expected
-frame at each later time (the mean minimises the squared error):
+else. Every later frame is rendered from its own noisy position, q(t) + sigma eps_t, with noise
+no model can know. With the true dynamics known, the best it can do under pixel MSE is the
+expected frame given what it read (the mean minimises the squared error):
 
     x0 = (q0, p0),  q(t; x0) = the true flow from x0,  y_k = q_noisy[k] = q(t_k; x0) + sigma eps_k
     posterior      pi(x0 | y) ∝ prior(x0) prod_{k<K} N(y_k; q(t_k; x0), sigma^2 I)
-    floor frame    E_pi[ render(q(t; x0)) ]   for every t, scored like a model's rollout
+    floor frame    render(y_t)                                      t < K (the frame read)
+                   E_{x0 ~ pi, eps ~ N(0, I)}[ render(q(t; x0) + sigma eps) ]    t >= K
+
+scored like a model's rollout. (The frames read are known exactly, the later ones only up to their
+noise: so the floor's per-frame error steps up after frame K - 1 even with the true dynamics.)
 
 Computed per sequence:
 
@@ -19,7 +24,9 @@ Computed per sequence:
   2. Laplace proposal: N(x_ml, (J^T J)^-1) with J the whitened residuals' Jacobian at x_ml.
   3. Self-normalised importance sampling of the exact posterior: n draws from the proposal
      (widened, and truncated to the prior's support), each weighted by prior x likelihood (exact,
-     from the same simulation) / proposal. The prior is the system's `log_initial_density`.
+     from the same simulation) / proposal. The prior is the system's `log_initial_density`. Each
+     draw's later positions get their own noise draw, so the weighted mean of the rendered frames
+     estimates the expectation over both.
 
 Only systems whose sampler has a density in phase space qualify (`has_prior`: mass_spring,
 pendulum, double_pendulum, damped_oscillator). The n-body samplers start the bodies on a circle
@@ -131,14 +138,14 @@ def _draw(system: PhysicalSystem, x_ml, jacobian, n: int, rng) -> tuple[np.ndarr
 
 def posterior_frames(system: PhysicalSystem, q_obs, times, *, frames_read: int, n_samples: int,
                      seed: int, resolution: int = 32, chunk: int = 16) -> dict:
-    """The posterior-expected frames at every time in `times` given the noisy positions of the
-    first `frames_read` frames (the module doc's floor frame), and the sharp maximum-likelihood
-    rollout.
+    """The floor frames at every time in `times` given the noisy positions of the first
+    `frames_read` frames (the module doc's: those frames themselves, then the expected frames),
+    and the sharp maximum-likelihood rollout.
 
     Args:
       system: the true system (its `noise_std` is the observation noise).
       q_obs: noisy coordinates [N, >= frames_read, dim]; only the first `frames_read` are used.
-      times: all T frame times [T]; frames_read <= T.
+      times: all T frame times [T]; frames_read < T.
       frames_read: K, how many frames the predictor reads.
       n_samples: importance samples per sequence.
       seed: the draws' seed.
@@ -146,7 +153,7 @@ def posterior_frames(system: PhysicalSystem, q_obs, times, *, frames_read: int, 
       chunk: sequences per batch of rendering (memory: chunk x n_samples x T frames).
 
     Returns:
-      {"frames": float32 [N, T, R, R, 3] in [0, 1], the posterior mean;
+      {"frames": float32 [N, T, R, R, 3] in [0, 1], the floor frames;
        "ml_q": [N, T, dim], the maximum-likelihood rollout; "chi2": [N];
        "ess": [N], each sequence's effective sample size (sum w)^2 / sum w^2}.
 
@@ -155,9 +162,9 @@ def posterior_frames(system: PhysicalSystem, q_obs, times, *, frames_read: int, 
     """
     times = np.asarray(times, dtype=np.float64)
     q_obs = np.asarray(q_obs, dtype=np.float64)
-    if not (isinstance(frames_read, (int, np.integer)) and 2 <= frames_read <= times.size):
-        raise DataError(f"frames_read must be an int in [2, {times.size}], got {frames_read!r}.",
-                        "frames_read")
+    if not (isinstance(frames_read, (int, np.integer)) and 2 <= frames_read < times.size):
+        raise DataError(f"frames_read must be an int in [2, {times.size - 1}] (at least one frame "
+                        f"left to predict), got {frames_read!r}.", "frames_read")
     if not has_prior(system):
         raise DataError(f"The prediction floor needs the density of the initial states; "
                         f"system={system.name!r} draws them on a lower-dimensional set and has "
@@ -188,14 +195,18 @@ def posterior_frames(system: PhysicalSystem, q_obs, times, *, frames_read: int, 
         log_w = -0.5 * (resid ** 2).sum(axis=(2, 3)) - np.stack(log_q)
         # The prior is finite on every draw: `_draw` kept those.
         log_w = log_w + system.log_initial_density(x[:, :d], x[:, d:]).reshape(m, n_samples)
+        q = q[:, :, frames_read:] + sigma * rng.standard_normal(q[:, :, frames_read:].shape)
         log_w = log_w - log_w.max(axis=1, keepdims=True)
         w = np.exp(log_w)
         w /= w.sum(axis=1, keepdims=True)
         ess[rows.start:rows.stop] = 1.0 / (w ** 2).sum(axis=1)
-        pictures = render_states(system, q.reshape(m * n_samples, times.size, d), resolution)
-        pictures = pictures.reshape(m, n_samples, times.size, resolution, resolution, 3)
-        mean = np.zeros((m, times.size, resolution, resolution, 3), np.float32)
+        later = times.size - frames_read
+        pictures = render_states(system, q.reshape(m * n_samples, later, d), resolution)
+        pictures = pictures.reshape(m, n_samples, later, resolution, resolution, 3)
+        mean = np.zeros((m, later, resolution, resolution, 3), np.float32)
         for s in range(n_samples):  # one draw at a time: the float copy of all is large
             mean += w[:, s, None, None, None, None].astype(np.float32) * pictures[:, s]
-        out[rows.start:rows.stop] = mean / np.float32(255)
+        out[rows.start:rows.stop, frames_read:] = mean / np.float32(255)
+    # The frames read, as they were read.
+    out[:, :frames_read] = render_states(system, obs, resolution) / np.float32(255)
     return {"frames": out, "ml_q": ml_q, "chi2": fit["chi2"], "ess": ess}
