@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from hgn_tf import config as C  # noqa: E402
 from hgn_tf import data as data_lib  # noqa: E402
 from hgn_tf import physics, plots  # noqa: E402
-from hgn_tf.evaluate import rollout_report  # noqa: E402
+from hgn_tf.evaluate import PREDICTION_FLOOR_SAMPLES, rollout_report  # noqa: E402
 from hgn_tf.experiments import table1  # noqa: E402
 from hgn_tf.physics.inference import has_prior, posterior_frames  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
                         help="systems to score (default: the four of Table 1)")
     parser.add_argument("--frames-read", type=int, default=table1.PREDICTION_INPUT_FRAMES,
                         help="K, the frames the predictor reads (default: the protocol's 5)")
-    parser.add_argument("--samples", type=int, default=table1.PREDICTION_FLOOR_SAMPLES,
+    parser.add_argument("--samples", type=int, default=PREDICTION_FLOOR_SAMPLES,
                         help="importance samples per sequence")
     parser.add_argument("--sequences", type=int, default=256, help="test sequences scored")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")

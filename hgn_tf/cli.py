@@ -5,7 +5,8 @@ hgn data build --system pendulum [--max-examples N]   build the TFDS dataset
 hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored sequences
 hgn data physics pendulum [--out DIR]                 the state read back from stored frames
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
-hgn evaluate --run-dir R [--horizon 30] [--prior standard|learned]   metrics.json + pictures
+hgn evaluate --run-dir R [--horizon 30] [--prior standard|learned] [--prediction-floor]
+                                                                      metrics.json + pictures
 hgn fit-prior --run-dir R [--kind gmm|flow]           a learned prior over the initial state
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
@@ -213,8 +214,11 @@ def cmd_evaluate(args):
 
     try:
         evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
-                 batch_size=args.batch_size, prior=args.prior)
+                 batch_size=args.batch_size, prior=args.prior,
+                 prediction_floor=args.prediction_floor)
     except HGNError as e:  # name the flag the user typed
+        if e.field == "prediction_floor":
+            raise type(e)(f"--prediction-floor: {e}", "--prediction-floor") from None
         if e.field != "prior":
             raise
         raise type(e)(f"--prior {args.prior}: {e}", "--prior") from None
@@ -594,6 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", choices=("standard", "learned"), default="standard",
                    help="what samples start from: standard (z ~ N(0, I) through f_psi) or "
                         "learned (the run's prior from `hgn fit-prior`) (default %(default)s)")
+    p.add_argument("--prediction-floor", action="store_true",
+                   help="also score the best any model reading the same frames can do after "
+                        "them: the true dynamics' expected frames given the noisy positions "
+                        "read (mass_spring, pendulum, double_pendulum, damped_oscillator)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit-prior", help="fit a learned prior over the initial state to a "

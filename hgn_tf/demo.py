@@ -4,7 +4,8 @@ Everything goes into one folder (default runs/demo):
     data/                the TFDS data (a small pendulum build: the first N sequences per split)
     data_pictures/       stored sequences as a PNG grid and a GIF
     run/                 the training run (config, checkpoints, TensorBoard, history)
-    run/eval/            metrics.json and pictures (truth vs rollout, backward, speeds, samples)
+    run/eval/            metrics.json and pictures (truth vs rollout beside the prediction floor,
+                         backward, speeds, samples)
     export/hgn/<v>/      the SavedModel (TensorFlow Serving layout)
     served_rollout.gif   a rollout requested over HTTP from the served SavedModel
     served_request.npy   the conditioning frames that request sent
@@ -66,7 +67,7 @@ def run_demo(out="runs/demo", steps: int | None = None) -> pathlib.Path:
          f"{cfg.model.input_frames} frames; the model rolls out {cfg.data.n_frames})")
     train(cfg, run_dir, verbose=2)
     _say("3/5 evaluating")
-    evaluate(run_dir, max_sequences=256)
+    evaluate(run_dir, max_sequences=256, prediction_floor=True)
 
     from hgn_tf.export.client import rollout_to_gif
     from hgn_tf.export.saved_model import export_saved_model

@@ -28,6 +28,12 @@ the prior (`samples`, a stochastic model only; `prior="learned"` draws them from
 learned prior over the initial state, `hgn fit-prior` / `hgn_tf.prior`, and `samples["prior"]`
 says which).
 
+With `prediction_floor=True` (`hgn evaluate --prediction-floor`), a model that reads fewer frames
+than it is scored on is also compared with the best any model reading those frames can do: the
+true dynamics' expected frames given the noisy positions read (`physics.inference`), scored the
+same way (`prediction_floor` of each split; 0 on the frames read, which it copies), and drawn in
+`rollout_vs_truth.png` under the model's rows.
+
 Pictures (in `<run>/eval/`): truth vs rollout, a backward rollout (roll forward to the last
 frame, then integrate with -dt back to the start, against the reversed truth), double and half
 speed rollouts, samples from the prior (PNG grids, GIFs and MP4s; `samples_learned*` for the
@@ -48,11 +54,34 @@ from hgn_tf import data as data_lib
 from hgn_tf import metrics, plausibility, plots
 from hgn_tf import physics as physics_lib
 from hgn_tf.errors import ConfigError, check, positive_int
-from hgn_tf.physics import STORED_FRAMES
+from hgn_tf.physics import STORED_FRAMES, inference
 from hgn_tf.prior import PRIOR_CONFIG_FILE, SAMPLE_PRIORS, load_prior
 from hgn_tf.train import atomic_write_text, load_run
 
-__all__ = ["evaluate", "format_table", "physics_reports", "rollout_report"]
+__all__ = ["PREDICTION_FLOOR_SAMPLES", "evaluate", "format_table", "physics_reports",
+           "prediction_floor_frames", "rollout_report"]
+
+# Importance draws per sequence for the prediction floor (Monte Carlo error ~0.01x of the
+# mean-frame baseline on pendulum; bench/prediction_floor.py).
+PREDICTION_FLOOR_SAMPLES = 64
+
+
+def prediction_floor_frames(data_cfg, split: str, frames_read: int, *, limit: int,
+                            n_samples: int = PREDICTION_FLOOR_SAMPLES, seed: int = 0) -> dict:
+    """The prediction floor's frames for the first `limit` sequences of `split` of the dataset
+    `data_cfg` (its n_frames: the horizon), from their stored noisy positions
+    (`physics.inference.posterior_frames`: the frames read as read, then the true dynamics'
+    expected frames). Returns that function's dict."""
+    system = physics_lib.get(data_cfg.system)
+    if not inference.has_prior(system):
+        raise ConfigError(f"`prediction_floor`: system {data_cfg.system!r} draws its initial "
+                          "states on a lower-dimensional set, without the density the floor "
+                          "needs; it is defined for mass_spring, pendulum, double_pendulum and "
+                          "damped_oscillator.", "prediction_floor")
+    arrays = data_lib.load_arrays(data_cfg, split, keys=("q_noisy", "t"), limit=limit)
+    return inference.posterior_frames(system, arrays["q_noisy"], arrays["t"][0],
+                                      frames_read=frames_read, n_samples=n_samples, seed=seed,
+                                      resolution=data_cfg.resolution)
 
 
 def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | None, *,
@@ -116,6 +145,7 @@ def evaluate(
     pictures: bool = True,
     verbose: bool = True,
     prior: str = "standard",
+    prediction_floor: bool = False,
 ) -> dict:
     """Evaluate the run in `run_dir`; writes `<run_dir>/eval/metrics.json` and pictures.
 
@@ -125,6 +155,8 @@ def evaluate(
       batch_size: sequences per rollout call.
       prior: what samples start from: "standard" (z ~ N(0, I) through f_psi) or "learned" (the
         run's learned prior over the initial state: `hgn fit-prior`).
+      prediction_floor: also score the true dynamics' best prediction from the frames read (the
+        module doc); needs a horizon longer than the frames read and a system with a prior.
     """
     max_sequences = positive_int("max_sequences", max_sequences)
     batch_size = positive_int("batch_size", batch_size)
@@ -145,6 +177,9 @@ def evaluate(
     mc = cfg.model
     k = model.conditioning_frame_count
     check(horizon >= k, "horizon", horizon, f"at least the {k} frames the encoder reads")
+    if prediction_floor:
+        check(horizon > k, "prediction_floor", prediction_floor,
+              f"False for a horizon ({horizon}) that does not go past the {k} frames read")
     data_cfg = dataclasses.replace(cfg.data, n_frames=horizon)
     train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
     mean_frame = train_frames.mean(axis=(0, 1))
@@ -174,8 +209,13 @@ def evaluate(
             metrics_out["samples"] = {"prior": prior, "physics": _sample_physics(
                 model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt,
                 learned)}
+        if prediction_floor:
+            floor = prediction_floor_frames(data_cfg, split, k, limit=max_sequences)
+            metrics_out[split]["prediction_floor"] = rollout_report(
+                floor["frames"], truth, None, mean_frame=mean_frame, frames_read=k)
         if split == "test":
             test_truth, test_pred = truth, pred
+            test_floor = floor["frames"] if prediction_floor else None
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics_out, indent=2))
     plots.line_plot(
         out_dir / "per_step_mse.png",
@@ -187,7 +227,7 @@ def evaluate(
     )
     if pictures:
         _pictures(model, cfg, test_truth, test_pred, out_dir, frames_read=k,
-                  physics=(system, frame_dt), prior=learned)
+                  physics=(system, frame_dt), prior=learned, floor=test_floor)
     if verbose:
         print(format_table(metrics_out))
     return metrics_out
@@ -212,6 +252,13 @@ def format_table(metrics_out: dict) -> str:
                 f"  {w['ratio_to_mean_frame']:11.2f}  {w['baseline_mean_frame_mse'] * 1e4:10.2f}"
                 f"  {w['baseline_repeat_last_mse'] * 1e4:11.2f}{extra}"
             )
+        floor = m.get("prediction_floor")
+        if floor is not None:  # the best any model reading frames 0..k-1 can do after them
+            w = floor["after"]
+            rows.append(
+                f"{s:5}  floor   {w['pixel_mse'] * 1e4:7.2f} +- {w['pixel_mse_std'] * 1e4:6.2f}"
+                f"  {w['ratio_to_mean_frame']:11.2f}  (after; the true dynamics' expected frames)"
+                f"  {floor['vpt']:4.1f}/{floor['vpt_median']:4.1f}")
     rows += _format_physics(metrics_out)
     return "\n".join(rows)
 
@@ -243,13 +290,14 @@ def _format_physics(metrics_out: dict) -> list[str]:
 
 
 def _pictures(model, cfg, truth, pred, out_dir: pathlib.Path, *, frames_read: int, n: int = 4,
-              physics=None, prior=None):
+              physics=None, prior=None, floor=None):
     mc, t = cfg.model, truth.shape[1]
     x = tf.constant(truth[:n])
+    rows = [truth[:n], pred[:n]] + ([] if floor is None else [floor[:n]])
+    names = ["truth", "model"] + ([] if floor is None else ["floor"])
     plots.grid_png(
-        [truth[i : i + 1] for i in range(n)] + [pred[i : i + 1] for i in range(n)],
-        out_dir / "rollout_vs_truth.png",
-        labels=[f"truth {i}" for i in range(n)] + [f"model {i}" for i in range(n)],
+        rows, out_dir / "rollout_vs_truth.png",
+        labels=[f"{name} {i}" for name in names for i in range(n)],
         mark_after=frames_read - 1,
     )
     plots.animations(np.concatenate([truth[:n], pred[:n]], axis=0), out_dir / "rollout_vs_truth")

@@ -59,6 +59,36 @@ def test_horizon_must_cover_the_frames_read_and_fit_the_data(tiny_run, capsys):
     assert "`horizon` must be at most 30" in capsys.readouterr().err
 
 
+def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_run, capsys):
+    from PIL import Image
+
+    m = evaluate(tiny_run, horizon=10, max_sequences=8, verbose=False, prediction_floor=True)
+    for split in ("train", "test"):
+        floor = m[split]["prediction_floor"]
+        # It copies the 4 frames read and predicts 6; a 40-step model is far above it after them.
+        assert floor["read"]["pixel_mse"] == 0 and floor["after"]["n_frames"] == 6
+        assert 0 < floor["after"]["pixel_mse"] < m[split]["after"]["pixel_mse"]
+    assert "floor" in format_table(m)
+    # The picture gains four rows: truth, model, floor.
+    height = Image.open(tiny_run / "eval" / "rollout_vs_truth.png").size[1]
+    evaluate(tiny_run, horizon=10, max_sequences=8, verbose=False)
+    assert Image.open(tiny_run / "eval" / "rollout_vs_truth.png").size[1] == pytest.approx(
+        height * 8 / 12, abs=2)
+    # Nothing to predict, or a system without a prior: errors that name the option.
+    with pytest.raises(ConfigError) as e:
+        evaluate(tiny_run, horizon=4, pictures=False, verbose=False, prediction_floor=True)
+    assert e.value.field == "prediction_floor"
+    assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--horizon", "4",
+                     "--prediction-floor"]) == 2
+    assert "--prediction-floor" in capsys.readouterr().err
+    from hgn_tf import config as C
+    from hgn_tf.evaluate import prediction_floor_frames
+
+    with pytest.raises(ConfigError, match="two_body") as e:
+        prediction_floor_frames(C.tiny("two_body").data, "test", 4, limit=2)
+    assert e.value.field == "prediction_floor"
+
+
 def test_fit_prior_and_evaluate_prior_learned_from_the_command_line(tiny_run, tmp_path, capsys):
     import shutil
 

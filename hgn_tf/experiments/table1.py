@@ -50,11 +50,16 @@ from hgn_tf import config as C
 from hgn_tf import data as data_lib
 from hgn_tf import physics
 from hgn_tf.errors import ConfigError, check, positive_int
-from hgn_tf.evaluate import evaluate, rollout_report
+from hgn_tf.evaluate import (
+    PREDICTION_FLOOR_SAMPLES,
+    evaluate,
+    prediction_floor_frames,
+    rollout_report,
+)
 from hgn_tf.experiments import reference
 from hgn_tf.files import atomic_write_text
 from hgn_tf.physics import STORED_FRAMES
-from hgn_tf.physics.inference import has_prior, posterior_frames
+from hgn_tf.physics.inference import has_prior
 from hgn_tf.train import train
 
 __all__ = ["PROTOCOLS", "SCALES", "SYSTEMS", "VARIANTS", "floor_report", "noise_floor",
@@ -131,32 +136,26 @@ def noise_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int) -> dict:
     return out
 
 
-PREDICTION_FLOOR_SAMPLES = 64
-
-
 def prediction_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int,
                      n_samples: int = PREDICTION_FLOOR_SAMPLES, seed: int = 0) -> dict:
     """The best any model that reads the first `frames_read` frames can score on the rest under
-    pixel MSE: the true dynamics' posterior-expected frames given the noisy positions those frames
-    were rendered from (`physics.inference.posterior_frames`), scored against the frames over a
-    30-frame unroll; and the sharp maximum-likelihood rollout beside it (`"ml"`)."""
+    pixel MSE (`evaluate.prediction_floor_frames`: the true dynamics' expected frames given the
+    noisy positions those frames were rendered from), scored against the frames over a 30-frame
+    unroll; and the sharp maximum-likelihood rollout beside it (`"ml"`)."""
     data_cfg = dataclasses.replace(cfg.data, n_frames=STORED_FRAMES)
-    system = physics.get(cfg.data.system)
     train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
     mean_frame = train_frames.mean(axis=(0, 1))
     out = {}
     for split in ("train", "test"):
-        arrays = data_lib.load_arrays(data_cfg, split, keys=("frames", "q_noisy", "t"),
-                                      limit=max_sequences)
-        post = posterior_frames(system, arrays["q_noisy"], arrays["t"][0],
-                                frames_read=frames_read, n_samples=n_samples, seed=seed,
-                                resolution=data_cfg.resolution)
-        report = rollout_report(post["frames"], arrays["frames"], None, mean_frame=mean_frame,
+        frames = data_lib.load_arrays(data_cfg, split, limit=max_sequences)["frames"]
+        post = prediction_floor_frames(data_cfg, split, frames_read, limit=max_sequences,
+                                       n_samples=n_samples, seed=seed)
+        report = rollout_report(post["frames"], frames, None, mean_frame=mean_frame,
                                 frames_read=frames_read)
         report.update(n_samples=n_samples,
                       ess_median=float(np.median(post["ess"])),
                       chi2_median=float(np.median(post["chi2"])),
-                      ml=floor_report(cfg.data.system, post["ml_q"], arrays["frames"],
+                      ml=floor_report(cfg.data.system, post["ml_q"], frames,
                                       mean_frame=mean_frame, frames_read=frames_read,
                                       resolution=data_cfg.resolution))
         out[split] = report
