@@ -244,6 +244,31 @@ def _phase_conv(x, fused):
     return out, grad
 
 
+LEAKY_ALPHA = 0.2
+
+
+@tf.custom_gradient
+def _leaky_relu(x):
+    """leaky_relu(x, 0.2), its gradient read from the OUTPUT.
+
+    For alpha > 0 the output is positive exactly where the input is, so
+    LeakyReluGrad(dy, features=y) equals TensorFlow's own gradient, LeakyReluGrad(dy, features=x),
+    bit for bit. TensorFlow's reads the input, the conv's BiasAdd; that second consumer of the
+    BiasAdd makes Grappler's remapper fail on the whole training graph ("remapper failed:
+    INVALID_ARGUMENT: Mutation::Apply error: fanout ... LeakyReluGrad exist for missing node
+    ... BiasAdd") and drop every fusion it would have made (conv + bias + activation among
+    them). Reading the output leaves the BiasAdd one consumer, so the error is gone and the
+    conv, its bias and the activation may fuse. The paper-preset training step did not get
+    measurably faster for it (bench/README.md, 2026-12-07); the logs lost a misleading error.
+    """
+    y = tf.nn.leaky_relu(x, alpha=LEAKY_ALPHA)
+
+    def grad(dy):
+        return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=LEAKY_ALPHA)
+
+    return y, grad
+
+
 class _ResidualUpBlock(keras.layers.Layer):
     """x [B, H, W, C] -> [B, 2H, 2W, filters]: with u = upsample_nearest_x2(x),
 
@@ -281,8 +306,8 @@ class _ResidualUpBlock(keras.layers.Layer):
     def call(self, x, training=None):
         dtype = self.compute_dtype
         h = _upsampled_conv3x3(x, tf.cast(self.conv1.kernel, dtype))
-        h = tf.nn.leaky_relu(tf.nn.bias_add(h, tf.cast(self.conv1.bias, dtype)), alpha=0.2)
-        h = tf.nn.leaky_relu(self.conv2(h), alpha=0.2)
+        h = _leaky_relu(tf.nn.bias_add(h, tf.cast(self.conv1.bias, dtype)))
+        h = _leaky_relu(self.conv2(h))
         s = self.skip(x)  # [B, H, W, F]
         shape = tf.shape(s)
         b, hh, ww = shape[0], shape[1], shape[2]

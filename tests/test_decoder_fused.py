@@ -207,3 +207,19 @@ def test_phase_conv_gradient_is_the_adjoint_in_bfloat16():
     dx64, dk64 = tape.gradient(loss64, [x64, k64])
     _assert_close(tf.cast(dx, tf.float64), dx64, 0.02, "d/dx")
     _assert_close(tf.cast(dk, tf.float64), dk64, 0.02, "d/dkernel")
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_leaky_relu_gradient_from_the_output_is_tensorflows_bit_for_bit(dtype):
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 8, 8, 16)), dtype)
+    x = tf.concat([x, tf.zeros_like(x[:1])], axis=0)  # the kink itself
+    dy = tf.constant(np.random.default_rng(1).normal(size=x.shape), dtype)
+    grads = []
+    for fn in (networks._leaky_relu, lambda v: tf.nn.leaky_relu(v, alpha=networks.LEAKY_ALPHA)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+        grads.append((y, tape.gradient(y, x, output_gradients=dy)))
+    np.testing.assert_array_equal(grads[0][0].numpy(), grads[1][0].numpy())
+    np.testing.assert_array_equal(grads[0][1].numpy(), grads[1][1].numpy())
+    assert np.any(grads[0][1].numpy() == (networks.LEAKY_ALPHA * dy).numpy())  # both slopes hit
