@@ -79,7 +79,9 @@ def fit_initial_states(system: PhysicalSystem, q_obs, times) -> dict:
 
     Args:
       system: the true system; its `noise_std` is the observation noise.
-      q_obs: observed noisy coordinates [N, K, dim] (K >= 2).
+      q_obs: observed noisy coordinates [N, K, dim] (K >= 2), continuous in time: angles
+        unwrapped along each sequence (the datasets' `q_noisy` are; `physics.readback`'s angles
+        come back in (-pi, pi] and need `np.unwrap` first).
       times: the K observation times; the states are those at times[0].
 
     Returns:
