@@ -8,7 +8,8 @@ prediction protocol's floors beside the clean-states noise floor, test split, fr
     expected frame   the true dynamics' expected frames given the noisy positions of
                      the K frames read (`hgn_tf.physics.inference`): the lowest expected pixel
                      MSE any predictor that reads those frames can reach
-    ML, sharp        the maximum-likelihood initial state's rollout, rendered sharp
+    best fit, sharp  the best-fit initial state's rollout, rendered sharp (maximum likelihood;
+                     for the n-body systems the jitter's Gaussian prior is in the fit)
     clean states     the stored clean states rendered sharp (`table1`'s noise floor): a model
                      that knew the true state, which K noisy frames do not give
     clean states, noise averaged in, frames read copied
@@ -19,10 +20,9 @@ prediction protocol's floors beside the clean-states noise floor, test split, fr
 
 each with the pixel MSE, its ratio to the mean-frame baseline, the mean and median valid
 prediction time (`hgn_tf.metrics`), and the importance sampler's median effective sample size.
-The first two rows need the density of the initial states (`physics.inference.has_prior`), which
-the n-body samplers do not have; for those only the clean-state rows are printed. With
+With
 `--pictures DIR`, writes DIR/<system>_prediction_floor.png: four test sequences, truth, floor
-(the expected frames) and the sharp maximum-likelihood rollout, the red line after frame K - 1.
+(the expected frames) and the best fit's sharp rollout, the red line after frame K - 1.
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def pictures(cfg, frames_read: int, n_samples: int, seed: int, out: pathlib.Path
     system = physics.get(cfg.data.system)
     post = posterior_frames(system, a["q_noisy"], a["t"][0], frames_read=frames_read,
                             n_samples=n_samples, seed=seed, resolution=data_cfg.resolution)
-    sharp = physics.render_states(system, post["ml_q"], data_cfg.resolution) / 255.0
+    sharp = physics.render_states(system, post["fit_q"], data_cfg.resolution) / 255.0
     out.mkdir(parents=True, exist_ok=True)
     path = plots.grid_png([a["frames"], post["frames"], sharp],
                           out / f"{cfg.data.system}_prediction_floor.png",
                           labels=[f"truth {i}" for i in range(4)] + [f"floor {i}" for i in range(4)]
-                          + [f"ML {i}" for i in range(4)], mark_after=frames_read - 1)
+                          + [f"fit {i}" for i in range(4)], mark_after=frames_read - 1)
     print(f"  wrote {path}")
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=256, help="test sequences scored")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     parser.add_argument("--pictures", type=pathlib.Path, default=None,
-                        help="folder for a picture per system (truth, floor, ML rollout)")
+                        help="folder for a picture per system (truth, floor, best-fit rollout)")
     args = parser.parse_args()
     print(f"frames read {args.frames_read}, {args.sequences} sequences, {args.samples} samples, "
           f"seed {args.seed}; test split, scored on frames {args.frames_read}-29")
@@ -107,7 +107,7 @@ def main() -> None:
             print(f"  ({system}: {time.perf_counter() - start:.1f} s for both splits' posterior)")
             rows += [(f"expected frame (ESS median {post['ess_median']:.1f} of {args.samples})",
                       post),
-                     (f"ML, sharp (chi2 median {post['chi2_median']:.2f})", post["ml"])]
+                     (f"best fit, sharp (chi2 median {post['chi2_median']:.2f})", post["fit"])]
         rows += [("clean states, sharp (noise floor)",
                   table1.noise_floor(cfg, args.frames_read, args.sequences)["test"]),
                  ("clean states, noise averaged in, frames read copied",

@@ -600,8 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "learned (the run's prior from `hgn fit-prior`) (default %(default)s)")
     p.add_argument("--prediction-floor", action="store_true",
                    help="also score the best any model reading the same frames can do after "
-                        "them: the true dynamics' expected frames given the noisy positions "
-                        "read (mass_spring, pendulum, double_pendulum, damped_oscillator)")
+                        "them: the true dynamics' expected frames given the noisy positions read")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit-prior", help="fit a learned prior over the initial state to a "

@@ -74,10 +74,9 @@ def prediction_floor_frames(data_cfg, split: str, frames_read: int, *, limit: in
     expected frames). Returns that function's dict."""
     system = physics_lib.get(data_cfg.system)
     if not inference.has_prior(system):
-        raise ConfigError(f"`prediction_floor`: system {data_cfg.system!r} draws its initial "
-                          "states on a lower-dimensional set, without the density the floor "
-                          "needs; it is defined for mass_spring, pendulum, double_pendulum and "
-                          "damped_oscillator.", "prediction_floor")
+        raise ConfigError(f"`prediction_floor`: system {data_cfg.system!r} does not say how its "
+                          "initial states are drawn (`PhysicalSystem.initial_parametrisation`), "
+                          "which the floor needs.", "prediction_floor")
     arrays = data_lib.load_arrays(data_cfg, split, keys=("q_noisy", "t"), limit=limit)
     return inference.posterior_frames(system, arrays["q_noisy"], arrays["t"][0],
                                       frames_read=frames_read, n_samples=n_samples, seed=seed,
@@ -156,7 +155,7 @@ def evaluate(
       prior: what samples start from: "standard" (z ~ N(0, I) through f_psi) or "learned" (the
         run's learned prior over the initial state: `hgn fit-prior`).
       prediction_floor: also score the true dynamics' best prediction from the frames read (the
-        module doc); needs a horizon longer than the frames read and a system with a prior.
+        module doc); needs a horizon longer than the frames read.
     """
     max_sequences = positive_int("max_sequences", max_sequences)
     batch_size = positive_int("batch_size", batch_size)

@@ -59,7 +59,8 @@ def test_horizon_must_cover_the_frames_read_and_fit_the_data(tiny_run, capsys):
     assert "`horizon` must be at most 30" in capsys.readouterr().err
 
 
-def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_run, capsys):
+def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_run, capsys,
+                                                                           monkeypatch):
     from PIL import Image
 
     m = evaluate(tiny_run, horizon=10, max_sequences=8, verbose=False, prediction_floor=True)
@@ -83,8 +84,10 @@ def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_r
     assert "--prediction-floor" in capsys.readouterr().err
     from hgn_tf import config as C
     from hgn_tf.evaluate import prediction_floor_frames
+    from hgn_tf.physics import inference
 
-    with pytest.raises(ConfigError, match="two_body") as e:
+    monkeypatch.setattr(inference, "has_prior", lambda system: False)
+    with pytest.raises(ConfigError, match="initial_parametrisation") as e:
         prediction_floor_frames(C.tiny("two_body").data, "test", 4, limit=2)
     assert e.value.field == "prediction_floor"
 

@@ -114,7 +114,7 @@ def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
         # The frames read are the floor's own; after them the expected frame beats the sharp
         # maximum-likelihood guess.
         assert floor[split]["read"]["pixel_mse"] == 0
-        assert floor[split]["after"]["pixel_mse"] < floor[split]["ml"]["after"]["pixel_mse"]
+        assert floor[split]["after"]["pixel_mse"] < floor[split]["fit"]["after"]["pixel_mse"]
         assert clean[split]["read"]["pixel_mse"] > 0
         assert floor[split]["n_sequences"] == 8 and floor[split]["ess_median"] > 1
     names = [line.split("|")[1].strip() for line in (root / "table1.md").read_text().splitlines()
@@ -122,7 +122,7 @@ def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
     assert "prediction floor (true dynamics: the expected frame given the 5 frames read)" in names
     rows = list(csv.DictReader((root / "table1.csv").open()))
     assert {r["model"] for r in rows} == {"leapfrog", "noise_floor", "prediction_floor",
-                                          "prediction_floor_ml"}
+                                          "prediction_floor_fit"}
     vpt = (root / "vpt.md").read_text()
     assert "| prediction floor (expected frame) |" in vpt
 

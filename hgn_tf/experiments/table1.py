@@ -18,8 +18,7 @@ what a model of the clean dynamics would score). Under the prediction protocol t
 are more than a model can know from 5 noisy frames; there a prediction-floor row gives what the
 true dynamics would score from what those frames show: the posterior-expected frames given the
 noisy positions read (`prediction_floor`, `physics.inference`), the lowest expected pixel MSE any
-model reading those frames can reach, and the sharp maximum-likelihood rollout beside it (for the
-systems whose initial states have a density: mass_spring and pendulum of the four).
+model reading those frames can reach, and the best-fit state's sharp rollout beside it.
 
 Layout of `out`:
 
@@ -141,7 +140,7 @@ def prediction_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int,
     """The best any model that reads the first `frames_read` frames can score on the rest under
     pixel MSE (`evaluate.prediction_floor_frames`: the true dynamics' expected frames given the
     noisy positions those frames were rendered from), scored against the frames over a 30-frame
-    unroll; and the sharp maximum-likelihood rollout beside it (`"ml"`)."""
+    unroll; and the best-fit state's sharp rollout beside it (`"fit"`)."""
     data_cfg = dataclasses.replace(cfg.data, n_frames=STORED_FRAMES)
     train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
     mean_frame = train_frames.mean(axis=(0, 1))
@@ -155,7 +154,7 @@ def prediction_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int,
         report.update(n_samples=n_samples,
                       ess_median=float(np.median(post["ess"])),
                       chi2_median=float(np.median(post["chi2"])),
-                      ml=floor_report(cfg.data.system, post["ml_q"], frames,
+                      fit=floor_report(cfg.data.system, post["fit_q"], frames,
                                       mean_frame=mean_frame, frames_read=frames_read,
                                       resolution=data_cfg.resolution))
         out[split] = report
@@ -312,8 +311,8 @@ def write_tables(root, protocol: str) -> None:
     if posterior:
         lines.append(model_row(f"prediction floor (true dynamics: the expected frame given the {k} "
                                "frames read)", posterior))
-        lines.append(model_row("same, the maximum-likelihood state's sharp rollout",
-                               {s: {sp: r[sp]["ml"] for sp in ("train", "test")}
+        lines.append(model_row("same, the best-fit state's sharp rollout",
+                               {s: {sp: r[sp]["fit"] for sp in ("train", "test")}
                                 for s, r in posterior.items()}))
     lines += ["", "Published (x1e4, train / test; the paper scores the 31 frames its encoder read,"
               " the reproduction the frames of its protocol):", "",
@@ -338,7 +337,7 @@ def write_tables(root, protocol: str) -> None:
             rows.append(("noise_floor", floors[s], {}))
         if s in posterior:
             rows.append(("prediction_floor", posterior[s], {}))
-            rows.append(("prediction_floor_ml", {sp: posterior[s][sp]["ml"]
+            rows.append(("prediction_floor_fit", {sp: posterior[s][sp]["fit"]
                                                  for sp in ("train", "test")}, {}))
         for name, m, timing in rows:
             minutes = timing.get("train_seconds", float("nan")) / 60
@@ -381,8 +380,8 @@ def write_tables(root, protocol: str) -> None:
             for v in variants] + [("noise floor", floors)]
     if posterior:
         rows += [("prediction floor (expected frame)", posterior),
-                 ("prediction floor (maximum likelihood, sharp)",
-                  {s: {"test": r["test"]["ml"]} for s, r in posterior.items()})]
+                 ("prediction floor (best fit, sharp)",
+                  {s: {"test": r["test"]["fit"]} for s, r in posterior.items()})]
     for name, reports in rows:
         lines.append(f"| {name} | " + " | ".join(
             "-" if s not in reports else

@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -36,7 +37,8 @@ import numpy as np
 from hgn_tf.errors import DataError
 from hgn_tf.physics import ode
 
-__all__ = ["ATOL", "RTOL", "PhysicalSystem", "phase_sphere_log_density", "sample_phase_sphere"]
+__all__ = ["ATOL", "RTOL", "InitialParametrisation", "PhysicalSystem",
+           "phase_sphere_log_density", "sample_phase_sphere"]
 
 RTOL = 1e-11
 ATOL = 1e-11
@@ -83,6 +85,34 @@ def phase_sphere_log_density(q, p, radius_range: tuple[float, float]) -> np.ndar
     with np.errstate(divide="ignore"):
         value = -np.log(hi - lo) - log_area - (n - 1) * np.log(r)
     return np.where(inside, value, -np.inf)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialParametrisation:
+    """How `sample_initial` draws a state, as a map from variables with a known density:
+
+        u ~ prior [size],   (q0, p0) = to_state(u)
+
+    What the posterior over a sequence's initial state needs (`physics.inference`).
+
+    Attributes:
+      size: the number of variables u.
+      to_state: u [N, size] -> (q0 [N, dim], p0 [N, dim]).
+      log_prior: u [N, size] -> [N], the prior's log density (up to a constant), -inf outside
+        its support.
+      guess: (q0, p0) [N, dim] each -> u [N, size], a starting point near a state estimate.
+      standard_normal: the indices of u with a N(0, 1) prior (fitted as residuals); the others'
+        prior is flat on `lower`..`upper`.
+      lower, upper: [size] bounds of u (-inf / inf where unbounded).
+    """
+
+    size: int
+    to_state: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    log_prior: Callable[[np.ndarray], np.ndarray]
+    guess: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    standard_normal: tuple[int, ...]
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -193,6 +223,24 @@ class PhysicalSystem(abc.ABC):
         `sample_phase_sphere` return `phase_sphere_log_density`.
         """
         return None
+
+    def initial_parametrisation(self) -> InitialParametrisation | None:
+        """`sample_initial` as a map from variables with a known density, or None.
+
+        By default u = (q0, p0) itself with `log_initial_density` as its prior, where that
+        density exists; a system whose states lie on a lower-dimensional set (the n-body
+        systems) overrides this with the variables it draws.
+        """
+        d = self.dim
+        zero = np.zeros((1, d))
+        if self.log_initial_density(zero, zero) is None:
+            return None
+        split = lambda u: (u[:, :d], u[:, d:])  # noqa: E731
+        return InitialParametrisation(
+            size=2 * d, to_state=split,
+            log_prior=lambda u: self.log_initial_density(*split(u)),
+            guess=lambda q, p: np.concatenate([q, p], axis=-1), standard_normal=(),
+            lower=np.full(2 * d, -np.inf), upper=np.full(2 * d, np.inf))
 
     @abc.abstractmethod
     def positions(self, q) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import BODY_COLOURS, PhysicalSystem
+from hgn_tf.physics.base import BODY_COLOURS, InitialParametrisation, PhysicalSystem
 
 __all__ = ["ThreeBody", "TwoBody"]
 
@@ -90,6 +90,11 @@ class _NBody(PhysicalSystem):
         r = rng.uniform(self.radius_range[0], self.radius_range[1], size=n)
         theta = rng.uniform(0.0, 2 * np.pi, size=n)
         jitter = rng.standard_normal((n, self.n_bodies, 2))
+        return self._orbit_state(r, theta, jitter)
+
+    def _orbit_state(self, r, theta, jitter) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 1-4 of the module doc: r [n], theta [n], jitter [n, B, 2] -> (q0, p0)."""
+        n = r.shape[0]
         phi = theta[:, None] + 2 * np.pi * np.arange(self.n_bodies) / self.n_bodies
         direction = np.stack([np.cos(phi), np.sin(phi)], axis=-1)  # [n, B, 2]
         position = r[:, None, None] * direction
@@ -99,6 +104,34 @@ class _NBody(PhysicalSystem):
         velocity = velocity * (1 + self.velocity_jitter * jitter)
         velocity = velocity - velocity.mean(axis=1, keepdims=True)
         return position.reshape(n, self.dim), (self.m * velocity).reshape(n, self.dim)
+
+    def initial_parametrisation(self) -> InitialParametrisation:
+        """u = (r, theta, jitter [2 B]) of `sample_initial`: r uniform on `radius_range`, theta
+        uniform (the state is 2 pi-periodic in it, so it is left unbounded), jitter N(0, I)."""
+        b = self.n_bodies
+        lo, hi = self.radius_range
+
+        def to_state(u):
+            u = np.asarray(u, dtype=np.float64)
+            return self._orbit_state(u[:, 0], u[:, 1], u[:, 2:].reshape(-1, b, 2))
+
+        def log_prior(u):
+            u = np.asarray(u, dtype=np.float64)
+            inside = (u[:, 0] >= lo) & (u[:, 0] <= hi)
+            return np.where(inside, -0.5 * (u[:, 2:] ** 2).sum(axis=1), -np.inf)
+
+        def guess(q, p):
+            bodies = self._bodies(q)  # [n, B, 2]
+            r = np.clip(np.linalg.norm(bodies, axis=-1).mean(axis=1), lo, hi)
+            theta = np.arctan2(bodies[:, 0, 1], bodies[:, 0, 0])
+            return np.concatenate([r[:, None], theta[:, None], np.zeros((len(r), 2 * b))], 1)
+
+        size = 2 + 2 * b
+        return InitialParametrisation(
+            size=size, to_state=to_state, log_prior=log_prior, guess=guess,
+            standard_normal=tuple(range(2, size)),
+            lower=np.array([lo] + [-np.inf] * (size - 1)),
+            upper=np.array([hi] + [np.inf] * (size - 1)))
 
     def positions(self, q) -> np.ndarray:
         return self._bodies(q)
