@@ -176,3 +176,26 @@ def test_bad_arguments_name_the_argument():
     with pytest.raises(DataError) as e:
         inference.fit_initial_states(pendulum, q, times[::-1])
     assert e.value.field == "times"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _FailsAboveOne(physics.get("pendulum").__class__):
+    """Its simulation fails, as ode.integrate does at a collision, for any batch holding a
+    trajectory that starts at q > 1."""
+
+    def simulate(self, q0, p0, times):
+        if np.any(np.asarray(q0)[:, 0] > 1):
+            raise RuntimeError("ODE step size underflowed")
+        return super().simulate(q0, p0, times)
+
+
+def test_failed_simulations_are_found_one_by_one_and_left_out():
+    system = _FailsAboveOne()
+    q0 = np.array([[0.1], [1.5], [0.3], [0.2], [2.0]])
+    p0 = np.full_like(q0, 0.5)
+    times = DT * np.arange(4)
+    q = inference._simulate_or_nan(system, q0, p0, times)
+    failed = np.isnan(q).any(axis=(1, 2))
+    np.testing.assert_array_equal(failed, [False, True, False, False, True])
+    ok = ~failed
+    np.testing.assert_array_equal(q[ok], physics.get("pendulum").simulate(q0[ok], p0[ok], times)[0])
