@@ -229,6 +229,10 @@ def posterior_frames(system: PhysicalSystem, q_obs, times, *, frames_read: int, 
         log_w = log_w + param.log_prior(u).reshape(m, n_samples)
         failed = np.isnan(q).any(axis=(2, 3))
         log_w = np.where(failed, -np.inf, log_w)
+        if failed.all(axis=1).any():
+            raise RuntimeError(f"{system.name}: every draw of sequence "
+                               f"{rows.start + int(np.argmax(failed.all(axis=1)))} failed to "
+                               "simulate; raise n_samples or check the observations.")
         q = np.where(failed[:, :, None, None], 0.0, q)  # rendered with weight 0
         q = q[:, :, frames_read:] + sigma * rng.standard_normal(q[:, :, frames_read:].shape)
         log_w = log_w - log_w.max(axis=1, keepdims=True)
