@@ -68,6 +68,8 @@ def test_the_tables_have_the_expected_rows_and_columns(experiment):
                 "[Re] HGN, leapfrog, autoencode"):
         assert row in names, (row, names)
     assert any("3.84 / 6.23" in line for line in md)  # the paper's mass-spring leapfrog
+    # [Re] HGN's Table 2: its pendulum Euler row, in the pendulum column only.
+    assert "| [Re] HGN, euler, pendulum (their Table 2) | - | - / 17.86 |" in md
     rows = list(csv.DictReader((root / "table1.csv").open()))
     # 2 systems x (2 variants + noise floor) x 2 splits x 2 windows (all, read; nothing after 30)
     assert len(rows) == 2 * 3 * 2 * 2

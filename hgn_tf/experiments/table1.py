@@ -323,6 +323,12 @@ def write_tables(root, protocol: str) -> None:
                 _published(reference.HGN_TABLE1, v, s) for s in systems) + " |")
     lines.append(f"| [Re] HGN, leapfrog, {protocol} | " + " | ".join(
         "-" if s not in repro else f"{repro[s][0]:g} / {repro[s][1]:g}" for s in systems) + " |")
+    for v in variants:  # [Re] HGN's Table 2: the pendulum's test MSE per integrator
+        if protocol == "autoencode" and v in reference.REPRO_PENDULUM_INTEGRATORS \
+                and v != "leapfrog" and "pendulum" in systems:
+            mse = reference.REPRO_PENDULUM_INTEGRATORS[v][0]
+            lines.append(f"| [Re] HGN, {v}, pendulum (their Table 2) | " + " | ".join(
+                f"- / {mse:g}" if s == "pendulum" else "-" for s in systems) + " |")
     (root / "table1.md").write_text("\n".join(lines) + "\n")
 
     buffer = io.StringIO(newline="")
