@@ -42,7 +42,7 @@ from hgn_tf import data as data_lib  # noqa: E402
 from hgn_tf import physics, plots  # noqa: E402
 from hgn_tf.evaluate import PREDICTION_FLOOR_SAMPLES, rollout_report  # noqa: E402
 from hgn_tf.experiments import table1  # noqa: E402
-from hgn_tf.physics.inference import has_prior, posterior_frames  # noqa: E402
+from hgn_tf.physics.inference import posterior_frames  # noqa: E402
 
 
 def pictures(cfg, frames_read: int, n_samples: int, seed: int, out: pathlib.Path) -> None:
@@ -99,16 +99,13 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for system in args.systems:
         cfg = C.cpu(system)
-        rows = []
-        if has_prior(physics.get(system)):
-            start = time.perf_counter()
-            post = table1.prediction_floor(cfg, args.frames_read, args.sequences, args.samples,
-                                           args.seed)["test"]
-            print(f"  ({system}: {time.perf_counter() - start:.1f} s for both splits' posterior)")
-            rows += [(f"expected frame (ESS median {post['ess_median']:.1f} of {args.samples})",
-                      post),
-                     (f"best fit, sharp (chi2 median {post['chi2_median']:.2f})", post["fit"])]
-        rows += [("clean states, sharp (noise floor)",
+        start = time.perf_counter()
+        post = table1.prediction_floor(cfg, args.frames_read, args.sequences, args.samples,
+                                       args.seed)["test"]
+        print(f"  ({system}: {time.perf_counter() - start:.1f} s for both splits' posterior)")
+        rows = [(f"expected frame (ESS median {post['ess_median']:.1f} of {args.samples})", post),
+                (f"best fit, sharp (chi2 median {post['chi2_median']:.2f})", post["fit"]),
+                ("clean states, sharp (noise floor)",
                   table1.noise_floor(cfg, args.frames_read, args.sequences)["test"]),
                  ("clean states, noise averaged in, frames read copied",
                   clean_expected(cfg, args.frames_read, args.sequences, args.samples, args.seed))]
@@ -117,7 +114,7 @@ def main() -> None:
             print(f"| {system} | {name} | {w['pixel_mse'] * 1e4:.2f} | "
                   f"{w['ratio_to_mean_frame']:.2f}x | {r['vpt']:.1f} / {r['vpt_median']:.1f} |",
                   flush=True)
-        if args.pictures is not None and has_prior(physics.get(system)):
+        if args.pictures is not None:
             pictures(cfg, args.frames_read, args.samples, args.seed, args.pictures)
 
 if __name__ == "__main__":

@@ -66,21 +66,19 @@ __all__ = ["PREDICTION_FLOOR_SAMPLES", "evaluate", "format_table", "physics_repo
 PREDICTION_FLOOR_SAMPLES = 64
 
 
-def prediction_floor_frames(data_cfg, split: str, frames_read: int, *, limit: int,
-                            n_samples: int = PREDICTION_FLOOR_SAMPLES, seed: int = 0) -> dict:
-    """The prediction floor's frames for the first `limit` sequences of `split` of the dataset
-    `data_cfg` (its n_frames: the horizon), from their stored noisy positions
-    (`physics.inference.posterior_frames`: the frames read as read, then the true dynamics'
-    expected frames). Returns that function's dict."""
-    system = physics_lib.get(data_cfg.system)
+def prediction_floor_frames(system_name: str, q_noisy, times, frames_read: int, *,
+                            resolution: int, n_samples: int = PREDICTION_FLOOR_SAMPLES,
+                            seed: int = 0) -> dict:
+    """The prediction floor's frames for sequences whose stored noisy positions are `q_noisy`
+    [N, T, dim] at `times` [T] (`physics.inference.posterior_frames`: the frames read as read,
+    then the true dynamics' expected frames). Returns that function's dict."""
+    system = physics_lib.get(system_name)
     if not inference.has_prior(system):
-        raise ConfigError(f"`prediction_floor`: system {data_cfg.system!r} does not say how its "
+        raise ConfigError(f"`prediction_floor`: system {system_name!r} does not say how its "
                           "initial states are drawn (`PhysicalSystem.initial_parametrisation`), "
                           "which the floor needs.", "prediction_floor")
-    arrays = data_lib.load_arrays(data_cfg, split, keys=("q_noisy", "t"), limit=limit)
-    return inference.posterior_frames(system, arrays["q_noisy"], arrays["t"][0],
-                                      frames_read=frames_read, n_samples=n_samples, seed=seed,
-                                      resolution=data_cfg.resolution)
+    return inference.posterior_frames(system, q_noisy, times, frames_read=frames_read,
+                                      n_samples=n_samples, seed=seed, resolution=resolution)
 
 
 def rollout_report(pred: np.ndarray, truth: np.ndarray, energy: np.ndarray | None, *,
@@ -202,14 +200,18 @@ def evaluate(
         pred, energy = _predict(model, truth, batch_size, horizon, mc.dt)
         metrics_out[split] = rollout_report(pred, truth, energy, mean_frame=mean_frame,
                                             frames_read=k)
-        q = data_lib.load_arrays(data_cfg, split, keys=("q",), limit=max_sequences)["q"]
+        states = data_lib.load_arrays(
+            data_cfg, split, keys=("q", "q_noisy", "t") if prediction_floor else ("q",),
+            limit=max_sequences)
+        q = states["q"]
         metrics_out[split]["physics"] = physics_reports(system, pred, truth, q, frame_dt=frame_dt)
         if split == "test" and not mc.deterministic:
             metrics_out["samples"] = {"prior": prior, "physics": _sample_physics(
                 model, cfg, system, min(max_sequences, 64), horizon, batch_size, frame_dt,
                 learned)}
         if prediction_floor:
-            floor = prediction_floor_frames(data_cfg, split, k, limit=max_sequences)
+            floor = prediction_floor_frames(cfg.data.system, states["q_noisy"], states["t"][0],
+                                            k, resolution=data_cfg.resolution)
             metrics_out[split]["prediction_floor"] = rollout_report(
                 floor["frames"], truth, None, mean_frame=mean_frame, frames_read=k)
         if split == "test":

@@ -75,20 +75,21 @@ def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_r
     evaluate(tiny_run, horizon=10, max_sequences=8, verbose=False)
     assert Image.open(tiny_run / "eval" / "rollout_vs_truth.png").size[1] == pytest.approx(
         height * 8 / 12, abs=2)
-    # Nothing to predict, or a system without a prior: errors that name the option.
+    # Nothing to predict, or a system that does not say how it draws its initial states: errors
+    # that name the option.
     with pytest.raises(ConfigError) as e:
         evaluate(tiny_run, horizon=4, pictures=False, verbose=False, prediction_floor=True)
     assert e.value.field == "prediction_floor"
     assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--horizon", "4",
                      "--prediction-floor"]) == 2
     assert "--prediction-floor" in capsys.readouterr().err
-    from hgn_tf import config as C
+    from hgn_tf import physics
     from hgn_tf.evaluate import prediction_floor_frames
-    from hgn_tf.physics import inference
 
-    monkeypatch.setattr(inference, "has_prior", lambda system: False)
+    monkeypatch.setattr(physics.get("two_body").__class__, "initial_parametrisation",
+                        lambda self: None)
     with pytest.raises(ConfigError, match="initial_parametrisation") as e:
-        prediction_floor_frames(C.tiny("two_body").data, "test", 4, limit=2)
+        prediction_floor_frames("two_body", np.zeros((2, 6, 4)), np.arange(6.0), 4, resolution=32)
     assert e.value.field == "prediction_floor"
 
 

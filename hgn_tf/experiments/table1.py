@@ -58,7 +58,6 @@ from hgn_tf.evaluate import (
 from hgn_tf.experiments import reference
 from hgn_tf.files import atomic_write_text
 from hgn_tf.physics import STORED_FRAMES
-from hgn_tf.physics.inference import has_prior
 from hgn_tf.train import train
 
 __all__ = ["PROTOCOLS", "SCALES", "SYSTEMS", "VARIANTS", "floor_report", "noise_floor",
@@ -142,12 +141,14 @@ def prediction_floor(cfg: C.RunConfig, frames_read: int, max_sequences: int,
     noisy positions those frames were rendered from), scored against the frames over a 30-frame
     unroll; and the best-fit state's sharp rollout beside it (`"fit"`)."""
     data_cfg = dataclasses.replace(cfg.data, n_frames=STORED_FRAMES)
-    train_frames = data_lib.load_arrays(data_cfg, "train", limit=max_sequences)["frames"]
-    mean_frame = train_frames.mean(axis=(0, 1))
+    splits = {split: data_lib.load_arrays(data_cfg, split, keys=("frames", "q_noisy", "t"),
+                                          limit=max_sequences) for split in ("train", "test")}
+    mean_frame = splits["train"]["frames"].mean(axis=(0, 1))
     out = {}
-    for split in ("train", "test"):
-        frames = data_lib.load_arrays(data_cfg, split, limit=max_sequences)["frames"]
-        post = prediction_floor_frames(data_cfg, split, frames_read, limit=max_sequences,
+    for split, arrays in splits.items():
+        frames = arrays["frames"]
+        post = prediction_floor_frames(cfg.data.system, arrays["q_noisy"], arrays["t"][0],
+                                       frames_read, resolution=data_cfg.resolution,
                                        n_samples=n_samples, seed=seed)
         report = rollout_report(post["frames"], frames, None, mean_frame=mean_frame,
                                 frames_read=frames_read)
@@ -196,8 +197,7 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
         if not floor_path.exists():
             _write_json(floor_path, noise_floor(cfg, cfg.conditioning_frames, max_sequences))
         posterior_path = root / system / "prediction_floor.json"
-        if (cfg.conditioning_frames < STORED_FRAMES and not posterior_path.exists()
-                and has_prior(physics.get(system))):
+        if cfg.conditioning_frames < STORED_FRAMES and not posterior_path.exists():
             _write_json(posterior_path, prediction_floor(cfg, cfg.conditioning_frames,
                                                          max_sequences))
         write_tables(root, protocol)

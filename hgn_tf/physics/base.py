@@ -37,7 +37,7 @@ import numpy as np
 from hgn_tf.errors import DataError
 from hgn_tf.physics import ode
 
-__all__ = ["ATOL", "RTOL", "InitialParametrisation", "PhysicalSystem",
+__all__ = ["ATOL", "RTOL", "InitialParametrisation", "PhaseSphereSystem", "PhysicalSystem",
            "phase_sphere_log_density", "sample_phase_sphere"]
 
 RTOL = 1e-11
@@ -215,32 +215,11 @@ class PhysicalSystem(abc.ABC):
     def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n initial states (q0 [n, dim], p0 [n, dim]) drawn with `rng`."""
 
-    def log_initial_density(self, q, p) -> np.ndarray | None:
-        """log of `sample_initial`'s density at (q, p) [..., dim] in phase space, [...]; None where
-        the sampler has no density there (its states lie on a lower-dimensional set).
-
-        The base class knows nothing of the sampler: None. The systems drawn by
-        `sample_phase_sphere` return `phase_sphere_log_density`.
-        """
-        return None
-
     def initial_parametrisation(self) -> InitialParametrisation | None:
-        """`sample_initial` as a map from variables with a known density, or None.
-
-        By default u = (q0, p0) itself with `log_initial_density` as its prior, where that
-        density exists; a system whose states lie on a lower-dimensional set (the n-body
-        systems) overrides this with the variables it draws.
-        """
-        d = self.dim
-        zero = np.zeros((1, d))
-        if self.log_initial_density(zero, zero) is None:
-            return None
-        split = lambda u: (u[:, :d], u[:, d:])  # noqa: E731
-        return InitialParametrisation(
-            size=2 * d, to_state=split,
-            log_prior=lambda u: self.log_initial_density(*split(u)),
-            guess=lambda q, p: np.concatenate([q, p], axis=-1), standard_normal=(),
-            lower=np.full(2 * d, -np.inf), upper=np.full(2 * d, np.inf))
+        """`sample_initial` as a map from variables with a known density (what the posterior over
+        a sequence's initial state needs, `physics.inference`), or None where the system does
+        not say. `PhaseSphereSystem` and the n-body systems say."""
+        return None
 
     @abc.abstractmethod
     def positions(self, q) -> np.ndarray:
@@ -317,3 +296,22 @@ class PhysicalSystem(abc.ABC):
 
         y = ode.integrate(rhs, np.concatenate([q0, p0], axis=-1), times, rtol=RTOL, atol=ATOL)
         return y[..., :n], y[..., n:]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhaseSphereSystem(PhysicalSystem):
+    """A system whose initial states are drawn uniformly on a phase-space shell
+    (`sample_phase_sphere` on its `radius_range`): the sampler, its density
+    (`phase_sphere_log_density`) and u = (q0, p0) as the posterior's variables."""
+
+    def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return sample_phase_sphere(rng, n, self.dim, self.radius_range)
+
+    def initial_parametrisation(self) -> InitialParametrisation:
+        d = self.dim
+        split = lambda u: (u[:, :d], u[:, d:])  # noqa: E731
+        return InitialParametrisation(
+            size=2 * d, to_state=split,
+            log_prior=lambda u: phase_sphere_log_density(*split(u), self.radius_range),
+            guess=lambda q, p: np.concatenate([q, p], axis=-1), standard_normal=(),
+            lower=np.full(2 * d, -np.inf), upper=np.full(2 * d, np.inf))

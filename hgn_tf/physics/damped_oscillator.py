@@ -45,18 +45,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import (
-    BODY_COLOURS,
-    PhysicalSystem,
-    phase_sphere_log_density,
-    sample_phase_sphere,
-)
+from hgn_tf.physics.base import BODY_COLOURS, PhaseSphereSystem
 
 __all__ = ["DampedOscillator"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DampedOscillator(PhysicalSystem):
+class DampedOscillator(PhaseSphereSystem):
     """An underdamped mass-spring along the x axis (Caldirola-Kanai Hamiltonian)."""
 
     name: str = dataclasses.field(default="damped_oscillator", init=False)
@@ -122,12 +117,6 @@ class DampedOscillator(PhysicalSystem):
         velocity = envelope * (-gamma / 2 * (q0 * cos + b * sin) + wd * (b * cos - q0 * sin))
         p = m * np.exp(gamma * times)[None, :, None] * velocity
         return q, p
-
-    def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return sample_phase_sphere(rng, n, self.dim, self.radius_range)
-
-    def log_initial_density(self, q, p) -> np.ndarray:
-        return phase_sphere_log_density(q, p, self.radius_range)
 
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)

@@ -36,12 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import (
-    BODY_COLOURS,
-    PhysicalSystem,
-    phase_sphere_log_density,
-    sample_phase_sphere,
-)
+from hgn_tf.physics.base import BODY_COLOURS, PhaseSphereSystem
 
 __all__ = ["KINETIC_FORMS", "DoublePendulum"]
 
@@ -53,7 +48,7 @@ KINETIC_FORMS: dict[str, tuple[float, float, float]] = {
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DoublePendulum(PhysicalSystem):
+class DoublePendulum(PhaseSphereSystem):
     """Two equal point masses on two equal massless rods, the second hanging from the first."""
 
     name: str = dataclasses.field(default="double_pendulum", init=False)
@@ -105,12 +100,6 @@ class DoublePendulum(PhysicalSystem):
         dp1 = -dt_dd - 2 * m * g * l * np.sin(q1)
         dp2 = dt_dd - m * g * l * np.sin(q2)
         return np.stack([dq1, dq2], axis=-1), np.stack([dp1, dp2], axis=-1)
-
-    def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return sample_phase_sphere(rng, n, self.dim, self.radius_range)
-
-    def log_initial_density(self, q, p) -> np.ndarray:
-        return phase_sphere_log_density(q, p, self.radius_range)
 
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)

@@ -21,18 +21,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import (
-    BODY_COLOURS,
-    PhysicalSystem,
-    phase_sphere_log_density,
-    sample_phase_sphere,
-)
+from hgn_tf.physics.base import BODY_COLOURS, PhaseSphereSystem
 
 __all__ = ["MassSpring"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class MassSpring(PhysicalSystem):
+class MassSpring(PhaseSphereSystem):
     """A mass on an ideal spring, oscillating along the x axis."""
 
     name: str = dataclasses.field(default="mass_spring", init=False)
@@ -69,12 +64,6 @@ class MassSpring(PhysicalSystem):
         q = q0 * cos + p0 / (self.m * w) * sin
         p = p0 * cos - self.m * w * q0 * sin
         return q, p
-
-    def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return sample_phase_sphere(rng, n, self.dim, self.radius_range)
-
-    def log_initial_density(self, q, p) -> np.ndarray:
-        return phase_sphere_log_density(q, p, self.radius_range)
 
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)

@@ -18,18 +18,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from hgn_tf.physics.base import (
-    BODY_COLOURS,
-    PhysicalSystem,
-    phase_sphere_log_density,
-    sample_phase_sphere,
-)
+from hgn_tf.physics.base import BODY_COLOURS, PhaseSphereSystem
 
 __all__ = ["Pendulum"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Pendulum(PhysicalSystem):
+class Pendulum(PhaseSphereSystem):
     """A point mass on a massless rod of length l, swinging in the plane."""
 
     name: str = dataclasses.field(default="pendulum", init=False)
@@ -58,12 +53,6 @@ class Pendulum(PhysicalSystem):
         p = np.asarray(p, dtype=np.float64)
         m, g, l = self.m, self.g, self.l
         return p / (m * l**2), -2 * m * g * l * np.sin(q)
-
-    def sample_initial(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return sample_phase_sphere(rng, n, self.dim, self.radius_range)
-
-    def log_initial_density(self, q, p) -> np.ndarray:
-        return phase_sphere_log_density(q, p, self.radius_range)
 
     def positions(self, q) -> np.ndarray:
         q = np.asarray(q, dtype=np.float64)
