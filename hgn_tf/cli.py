@@ -6,7 +6,7 @@ hgn data show pendulum [--out DIR]                    PNG grid + GIF of stored s
 hgn data physics pendulum [--out DIR]                 the state read back from stored frames
 hgn train --system pendulum --preset small --run-dir R   (again with --run-dir R: resume)
 hgn evaluate --run-dir R [--horizon 30] [--prior standard|learned] [--prediction-floor]
-                                                                      metrics.json + pictures
+    [--draws N]                                       metrics.json + pictures
 hgn fit-prior --run-dir R [--kind gmm|flow]           a learned prior over the initial state
 hgn experiment table1 --scale cpu --out D              Table 1 / Table 2 (resumable)
 hgn demo --out DIR                                     the whole main job on a small config
@@ -153,6 +153,7 @@ _TRAIN_FLAGS = {
     "integrator": ("model", "integrator"),
     "input_mode": ("model", "input_mode"),
     "input_frames": ("model", "input_frames"),
+    "predictive_draws": ("model", "predictive_draws"),
     "precision": ("model", "precision"),
     "xla_steps": ("model", "xla_steps"),
     "steps": ("train", "steps"),
@@ -215,10 +216,12 @@ def cmd_evaluate(args):
     try:
         evaluate(args.run_dir, horizon=args.horizon, max_sequences=args.max_sequences,
                  batch_size=args.batch_size, prior=args.prior,
-                 prediction_floor=args.prediction_floor)
+                 prediction_floor=args.prediction_floor, draws=args.draws)
     except HGNError as e:  # name the flag the user typed
         if e.field == "prediction_floor":
             raise type(e)(f"--prediction-floor: {e}", "--prediction-floor") from None
+        if e.field == "draws":
+            raise type(e)(f"--draws {args.draws}: {e}", "--draws") from None
         if e.field != "prior":
             raise
         raise type(e)(f"--prior {args.prior}: {e}", "--prior") from None
@@ -565,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames the encoder reads in inference mode")
     p.add_argument("--frames", type=int, default=None,
                    help="frames per training sequence (at most 30, the stored length)")
+    p.add_argument("--predictive-draws", type=int, default=None,
+                   help="K: fit the mean of the decoded rollouts of K posterior draws (the "
+                        "predictive mean) to the frames instead of one draw's rollout; K "
+                        "rollouts and decodes per step (default 1, the paper's)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="float32, or mixed_bfloat16: the encoder's and decoder's hidden convs in "
                         "bfloat16 (CPUs with AMX/AVX512-BF16, GPUs from Ampere on); the "
@@ -601,6 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction-floor", action="store_true",
                    help="also score the best any model reading the same frames can do after "
                         "them: the true dynamics' expected frames given the noisy positions read")
+    p.add_argument("--draws", type=int, default=None,
+                   help="predict the mean of the decoded rollouts of N posterior draws instead "
+                        "of decoding the posterior mean (default: the run's --predictive-draws "
+                        "if above 1, else the posterior mean)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit-prior", help="fit a learned prior over the initial state to a "

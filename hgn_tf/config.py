@@ -143,6 +143,12 @@ class ModelConfig:
     `input_mode`: "autoencode" -- the encoder sees every frame and all are reconstructed;
     "inference" -- the encoder sees the first `input_frames` frames, the rest are predicted.
 
+    `predictive_draws`: K, the posterior draws whose decoded rollouts are averaged before the
+    reconstruction error is taken in training (the predictive mean, which is what the best
+    prediction from noisy frames is: `hgn_tf.physics.inference`); evaluation averages as many.
+    1 (default, the paper): one draw, the error of that draw's rollout. K > 1 costs K rollouts
+    and decodes per step; a stochastic model only.
+
     `precision`: "float32", or "mixed_bfloat16": the encoder's and decoder's hidden convolutions
     (almost all of a step's FLOPs) compute in bfloat16 with float32 weights (Keras dtype
     policies); their output layers, f_psi, the Hamiltonian, the integrator and the objective stay
@@ -176,6 +182,7 @@ class ModelConfig:
     latent: str = "spatial"
     input_mode: str = "autoencode"
     input_frames: int = 5
+    predictive_draws: int = 1
     precision: str = "float32"
     xla_steps: bool = True
 
@@ -192,7 +199,10 @@ class ModelConfig:
             "hamiltonian_layers",
             "decoder_filters",
             "input_frames",
+            "predictive_draws",
         )
+        _check(self.predictive_draws == 1 or not self.deterministic, "predictive_draws",
+               self.predictive_draws, "1 for a deterministic model (it has no posterior to draw)")
         _check(
             len(self.encoder_filters) >= 1
             and all(isinstance(f, int) and f > 0 for f in self.encoder_filters),

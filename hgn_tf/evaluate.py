@@ -122,12 +122,19 @@ def _sample_physics(model, cfg, system, n: int, n_steps: int, batch_size: int,
     return plausibility.physics_report(np.concatenate(frames), system, frame_dt)
 
 
-def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float):
+def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float,
+             draws: int = 0, seed: int = 0):
+    """Rollouts of `frames` from the posterior mean, or with `draws` > 0 the predictive mean of
+    that many posterior draws (seeded by `seed` and the batch's index); the learned energy is
+    the posterior-mean rollout's either way."""
     preds, energies = [], []
     fn = tf.function(lambda x: model.rollout(x, n_steps, dt), reduce_retracing=True)
+    mean = tf.function(lambda x, s: model.predictive_frames(x, n_steps, draws, dt, seed=s)[0],
+                       reduce_retracing=True)
     for i in range(0, len(frames), batch_size):
-        out = fn(tf.constant(frames[i : i + batch_size]))
-        preds.append(out["frames"].numpy())
+        x = tf.constant(frames[i : i + batch_size])
+        out = fn(x)
+        preds.append((mean(x, tf.constant([seed, i])) if draws else out["frames"]).numpy())
         if "energy" in out:
             energies.append(out["energy"].numpy())
     return np.concatenate(preds), (np.concatenate(energies) if energies else None)
@@ -143,6 +150,7 @@ def evaluate(
     verbose: bool = True,
     prior: str = "standard",
     prediction_floor: bool = False,
+    draws: int | None = None,
 ) -> dict:
     """Evaluate the run in `run_dir`; writes `<run_dir>/eval/metrics.json` and pictures.
 
@@ -154,6 +162,10 @@ def evaluate(
         run's learned prior over the initial state: `hgn fit-prior`).
       prediction_floor: also score the true dynamics' best prediction from the frames read (the
         module doc); needs a horizon longer than the frames read.
+      draws: predict the mean of the decoded rollouts of this many posterior draws (the
+        predictive mean) instead of decoding the posterior mean; a stochastic model only. None:
+        the model's `predictive_draws` when it was trained on a predictive mean (K > 1), else
+        the posterior mean.
     """
     max_sequences = positive_int("max_sequences", max_sequences)
     batch_size = positive_int("batch_size", batch_size)
@@ -169,9 +181,15 @@ def evaluate(
         if learned is None:
             raise ConfigError(f"`prior` 'learned': {str(run_dir)!r} has no {PRIOR_CONFIG_FILE};"
                               f" fit one first (`hgn fit-prior --run-dir {run_dir}`).", "prior")
+    mc = cfg.model
+    if draws is None:
+        draws = mc.predictive_draws if mc.predictive_draws > 1 else 0
+    else:
+        draws = positive_int("draws", draws)
+        check(not mc.deterministic, "draws", draws,
+              "None for a deterministic model (it has no posterior to draw from)")
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    mc = cfg.model
     k = model.conditioning_frame_count
     check(horizon >= k, "horizon", horizon, f"at least the {k} frames the encoder reads")
     if prediction_floor:
@@ -190,6 +208,7 @@ def evaluate(
         "dt": mc.dt,
         "integrator": mc.integrator,
         "input_mode": mc.input_mode,
+        "posterior_draws": draws,  # 0: the posterior mean decoded
     }
     for split in ("train", "test"):
         truth = (
@@ -197,7 +216,8 @@ def evaluate(
             if split == "train"
             else data_lib.load_arrays(data_cfg, "test", limit=max_sequences)["frames"]
         )
-        pred, energy = _predict(model, truth, batch_size, horizon, mc.dt)
+        pred, energy = _predict(model, truth, batch_size, horizon, mc.dt, draws,
+                                seed=cfg.train.seed)
         metrics_out[split] = rollout_report(pred, truth, energy, mean_frame=mean_frame,
                                             frames_read=k)
         states = data_lib.load_arrays(

@@ -195,11 +195,15 @@ class HGN(keras.Model):
                 z = post.sample(seed=tf.cast(seed, tf.int32))  # TFP takes int32 stateless seeds
             else:
                 z = post.mean()
-            # Per latent location (spatial: H x W of them); a vector latent is one location.
-            locations = tf.cast(tf.reduce_prod(tf.shape(z)[1:-1]), z.dtype)
-            kl = post.kl_divergence(self.prior(z)) / locations
+            kl = self._kl(post, z)
         q0, p0 = self.latent_to_state(z)
         return q0, p0, kl
+
+    def _kl(self, post, z):
+        """KL(q_phi || prior) per latent location (spatial: H x W of them; a vector latent is
+        one), summed over channels: [B]."""
+        locations = tf.cast(tf.reduce_prod(tf.shape(z)[1:-1]), z.dtype)
+        return post.kl_divergence(self.prior(z)) / locations
 
     def hamiltonian(self, q, p):
         """The learned energy H_gamma(q, p) -> [B]."""
@@ -265,6 +269,46 @@ class HGN(keras.Model):
         if with_energy and self.hamiltonian_net is not None:
             out["energy"] = self.energies(qs, ps)
         return out
+
+    def draw_frames(self, frames, n_steps, draws, dt=None, seed=None, training=False,
+                    xla_max_batch=0):
+        """The decoded rollouts of `draws` initial states drawn from the posterior.
+
+        Args:
+          frames: [B, k, H, W, 3] as in `rollout`.
+          n_steps, dt, training, xla_max_batch: as in `rollout`.
+          draws: K, the posterior draws per sequence (>= 1).
+          seed: a stateless seed (int tensor of shape [2]); None draws one from the model's
+            `keras.random.SeedGenerator`.
+        Returns:
+          (frames [K, B, n_steps, H, W, 3], kl [B]). Their mean over the first axis is the
+          predictive mean (`predictive_frames`).
+        """
+        if self.config.deterministic:
+            raise ConfigError("A deterministic HGN (`deterministic=True`) has no posterior "
+                              "to draw from.", "deterministic")
+        draws = positive_int("draws", draws)
+        frames = _as_float_frames(frames)
+        dt = self.config.dt if dt is None else dt
+        post = self.posterior(self.conditioning_frames(frames))
+        seed = seed if seed is not None else self.seed_generator.next()
+        z = post.sample(draws, seed=tf.cast(seed, tf.int32))  # [K, B, ...]
+        kl = self._kl(post, z[0])
+        flat = tf.reshape(z, tf.concat([[-1], tf.shape(z)[2:]], axis=0))  # [K * B, ...]
+        q0, p0 = self.latent_to_state(flat)
+        qs, _ = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
+        x = self.decode(qs, training=training)
+        return tf.reshape(x, tf.concat([[draws, -1], tf.shape(x)[1:]], axis=0)), kl
+
+    def predictive_frames(self, frames, n_steps, draws, dt=None, seed=None, training=False,
+                          xla_max_batch=0):
+        """The predictive mean: the mean of `draw_frames`' K decoded rollouts -> (frames
+        [B, n_steps, H, W, 3], kl [B]). What a model trained with `predictive_draws` = K > 1
+        fits to the frames, and the best guess at frames it has not read when its posterior
+        carries the state's uncertainty."""
+        x, kl = self.draw_frames(frames, n_steps, draws, dt=dt, seed=seed, training=training,
+                                 xla_max_batch=xla_max_batch)
+        return tf.reduce_mean(x, axis=0), kl
 
     @property
     def state_dim(self) -> int:
@@ -334,20 +378,32 @@ class HGN(keras.Model):
                             with_energy=False)["frames"]
 
     # ------------------------------------------------------------------ training
-    def objective_terms(self, frames, training, horizon=None):
+    def objective_terms(self, frames, training, horizon=None, seed=None):
         """(recon, kl) of a batch: the per-pixel MSE of the rollout and the mean KL.
 
         `horizon`: fit only the first `horizon` frames (a curriculum; the encoder still reads
         its k conditioning frames). None: every frame of `frames`.
+        With `predictive_draws` = K > 1 the rollout is the predictive mean of K posterior draws
+        (`predictive_frames`), in training and in validation alike; otherwise one draw in
+        training and the posterior mean in validation. `seed`: the draws' stateless seed (None:
+        the model's seed generator in training, a fixed one in validation).
         """
         frames = _as_float_frames(frames)
-        sample = training and not self.config.deterministic
         n = tf.shape(frames)[1] if horizon is None else horizon
-        out = self.rollout(frames, n, sample=sample, with_energy=False, training=training,
-                           xla_max_batch=None if self.config.xla_steps else 0)
-        recon = tf.reduce_mean(tf.square(out["frames"] - frames[:, :n]))
-        kl = tf.reduce_mean(out["kl"])
-        return recon, kl
+        xla = None if self.config.xla_steps else 0
+        draws = self.config.predictive_draws
+        if draws > 1:
+            if seed is None and not training:
+                seed = tf.constant([0, 1])  # validation scores the same draws every time
+            x, kl = self.predictive_frames(frames, n, draws, seed=seed, training=training,
+                                           xla_max_batch=xla)
+        else:
+            sample = training and not self.config.deterministic
+            out = self.rollout(frames, n, sample=sample, seed=seed, with_energy=False,
+                               training=training, xla_max_batch=xla)
+            x, kl = out["frames"], out["kl"]
+        recon = tf.reduce_mean(tf.square(x - frames[:, :n]))
+        return recon, tf.reduce_mean(kl)
 
     def _objective(self, recon, kl):
         if self.config.deterministic:

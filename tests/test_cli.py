@@ -73,6 +73,7 @@ def test_every_option_of_every_sub_command_has_help_text():
     (["--lr-schedule", "cosine"], "train", "lr_schedule", "cosine"),
     (["--precision", "mixed_bfloat16"], "model", "precision", "mixed_bfloat16"),
     (["--xla-steps"], "model", "xla_steps", True),  # the tiny preset has it off
+    (["--predictive-draws", "3"], "model", "predictive_draws", 3),
 ])
 def test_each_train_flag_reaches_the_config_field_it_names(tmp_path, flags, section, field, value):
     base = ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny"]
@@ -95,6 +96,8 @@ def test_variant_full_is_the_published_model(tmp_path):
     (["--frames", "40"], "--frames 40: "),
     (["--learning-rate", "-1"], "--learning-rate -1.0: "),
     (["--input-frames", "0"], "--input-frames 0: "),
+    (["--predictive-draws", "0"], "--predictive-draws 0: "),
+    (["--variant", "deterministic", "--predictive-draws", "2"], "--predictive-draws 2: "),
 ])
 def test_bad_flag_values_are_one_line_naming_the_flag(tmp_path, capsys, flags, named):
     argv = ["train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny", *flags]

@@ -93,6 +93,20 @@ def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_r
     assert e.value.field == "prediction_floor"
 
 
+def test_draws_score_the_predictive_mean_of_posterior_draws(tiny_run, capsys):
+    base = evaluate(tiny_run, horizon=6, max_sequences=8, pictures=False, verbose=False)
+    assert base["posterior_draws"] == 0
+    m = evaluate(tiny_run, horizon=6, max_sequences=8, pictures=False, verbose=False, draws=4)
+    assert m["posterior_draws"] == 4
+    again = evaluate(tiny_run, horizon=6, max_sequences=8, pictures=False, verbose=False,
+                     draws=4)
+    assert again["test"]["per_step_mse"] == m["test"]["per_step_mse"]  # seeded draws
+    assert m["test"]["per_step_mse"] != base["test"]["per_step_mse"]
+    assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--draws", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--draws 0: " in err, err
+
+
 def test_fit_prior_and_evaluate_prior_learned_from_the_command_line(tiny_run, tmp_path, capsys):
     import shutil
 

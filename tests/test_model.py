@@ -33,6 +33,7 @@ VARIANTS = {
     "vector": dict(latent="vector", latent_channels=3),
     "vector_no_f_psi": dict(latent="vector", latent_channels=3, use_f_psi=False),
     "vector_direct": dict(latent="vector", latent_channels=3, dynamics="direct"),
+    "predictive_mean": dict(predictive_draws=2),
 }
 LATENTS = {"spatial": {}, "vector": dict(latent="vector", latent_channels=3)}
 
@@ -208,3 +209,51 @@ def test_xla_steps_in_training_give_the_same_objective_and_gradients():
     assert len(g0) == len(g1) and all(g is not None for g in g0)
     for a, b in zip(g0, g1):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * max(np.abs(a).max(), 1e-8))
+
+
+def test_predictive_draws_fit_the_mean_of_the_draws_decoded_rollouts():
+    cfg = C.tiny().replace(model=dict(predictive_draws=3, input_mode="inference",
+                                      input_frames=2))
+    model = build_model(cfg)
+    x, seed = _frames(), tf.constant([3, 4])
+    draws, kl = model.draw_frames(x, 4, 3, seed=seed)
+    assert draws.shape == (3, 4, 4, 32, 32, 3)
+    # Draw k of sequence b is the rollout of the k-th posterior sample of sequence b (the
+    # draws are not mixed across sequences by the reshapes).
+    post = model.posterior(model.conditioning_frames(x))
+    z = post.sample(3, seed=seed)
+    for k in range(3):
+        q0, p0 = model.latent_to_state(z[k])
+        qs, _ = model.integrate(q0, p0, 4, cfg.model.dt)
+        np.testing.assert_allclose(draws[k], model.decode(qs), atol=1e-6)
+    assert float(tf.reduce_max(tf.abs(draws[0] - draws[1]))) > 1e-3  # the posterior has spread
+    # The objective fits their mean, so it is below the mean of the draws' own errors (by
+    # their variance), and the KL is the posterior's, as with one draw.
+    recon, kl_mean = model.objective_terms(x, training=True, seed=seed)
+    mean = tf.reduce_mean(draws, axis=0)
+    np.testing.assert_allclose(float(recon), float(tf.reduce_mean(tf.square(mean - x))),
+                               rtol=1e-5)
+    per_draw = float(tf.reduce_mean(tf.square(draws - x[None])))
+    spread = float(tf.reduce_mean(tf.math.reduce_variance(draws, axis=0)))
+    np.testing.assert_allclose(per_draw - float(recon), spread, rtol=1e-4)
+    np.testing.assert_allclose(float(kl_mean), float(tf.reduce_mean(kl)), rtol=1e-6)
+    _, _, kl_one = model.encode(model.conditioning_frames(x))
+    np.testing.assert_allclose(kl, kl_one, rtol=1e-6)
+    # Validation scores the same draws every time.
+    assert float(model.objective_terms(x, training=False)[0]) == float(
+        model.objective_terms(x, training=False)[0])
+
+
+def test_predictive_draws_need_a_posterior():
+    from hgn_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="predictive_draws") as e:
+        C.tiny().replace(model=dict(deterministic=True, predictive_draws=2))
+    assert e.value.field.endswith("predictive_draws")
+    with pytest.raises(ConfigError):
+        C.tiny().replace(model=dict(predictive_draws=0))
+    det = build_model(C.tiny().replace(model=dict(deterministic=True)))
+    with pytest.raises(ConfigError, match="deterministic"):
+        det.draw_frames(_frames(), 4, 2)
+    with pytest.raises(ConfigError, match="draws"):
+        build_model(C.tiny()).draw_frames(_frames(), 4, 0)
