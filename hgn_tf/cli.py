@@ -609,9 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the best any model reading the same frames can do after "
                         "them: the true dynamics' expected frames given the noisy positions read")
     p.add_argument("--draws", type=int, default=None,
-                   help="predict the mean of the decoded rollouts of N posterior draws instead "
-                        "of decoding the posterior mean (default: the run's --predictive-draws "
-                        "if above 1, else the posterior mean)")
+                   help="predict the mean of the decoded rollouts of N posterior draws; 0: "
+                        "decode the posterior mean's rollout (default: the run's "
+                        "--predictive-draws if above 1, else 0)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit-prior", help="fit a learned prior over the initial state to a "

@@ -53,7 +53,7 @@ import tensorflow as tf
 from hgn_tf import data as data_lib
 from hgn_tf import metrics, plausibility, plots
 from hgn_tf import physics as physics_lib
-from hgn_tf.errors import ConfigError, check, positive_int
+from hgn_tf.errors import ConfigError, check, non_negative_int, positive_int
 from hgn_tf.physics import STORED_FRAMES, inference
 from hgn_tf.prior import PRIOR_CONFIG_FILE, SAMPLE_PRIORS, load_prior
 from hgn_tf.train import atomic_write_text, load_run
@@ -163,9 +163,8 @@ def evaluate(
       prediction_floor: also score the true dynamics' best prediction from the frames read (the
         module doc); needs a horizon longer than the frames read.
       draws: predict the mean of the decoded rollouts of this many posterior draws (the
-        predictive mean) instead of decoding the posterior mean; a stochastic model only. None:
-        the model's `predictive_draws` when it was trained on a predictive mean (K > 1), else
-        the posterior mean.
+        predictive mean; a stochastic model only); 0: decode the posterior mean's rollout. None:
+        the model's `predictive_draws` when it was trained on a predictive mean (K > 1), else 0.
     """
     max_sequences = positive_int("max_sequences", max_sequences)
     batch_size = positive_int("batch_size", batch_size)
@@ -185,9 +184,9 @@ def evaluate(
     if draws is None:
         draws = mc.predictive_draws if mc.predictive_draws > 1 else 0
     else:
-        draws = positive_int("draws", draws)
-        check(not mc.deterministic, "draws", draws,
-              "None for a deterministic model (it has no posterior to draw from)")
+        draws = non_negative_int("draws", draws)
+        check(draws == 0 or not mc.deterministic, "draws", draws,
+              "0 or None for a deterministic model (it has no posterior to draw from)")
     out_dir = run_dir / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     k = model.conditioning_frame_count

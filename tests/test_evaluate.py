@@ -102,9 +102,12 @@ def test_draws_score_the_predictive_mean_of_posterior_draws(tiny_run, capsys):
                      draws=4)
     assert again["test"]["per_step_mse"] == m["test"]["per_step_mse"]  # seeded draws
     assert m["test"]["per_step_mse"] != base["test"]["per_step_mse"]
-    assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--draws", "0"]) == 2
+    zero = evaluate(tiny_run, horizon=6, max_sequences=8, pictures=False, verbose=False,
+                    draws=0)
+    assert zero["test"]["per_step_mse"] == base["test"]["per_step_mse"]  # the posterior mean
+    assert cli.main(["evaluate", "--run-dir", str(tiny_run), "--draws", "-1"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--draws 0: " in err, err
+    assert err.count("\n") == 1 and "--draws -1: " in err, err
 
 
 def test_fit_prior_and_evaluate_prior_learned_from_the_command_line(tiny_run, tmp_path, capsys):
