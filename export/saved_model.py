@@ -21,7 +21,10 @@ state's shape (`[L]` for a vector latent), k = the conditioning frames the encod
 
 `rollout` starts from the posterior mean (no sampling) and returns n_steps frames: the first is the
 decoded initial state, then n_steps - 1 integrator steps of size dt follow (negative dt runs
-backward in time, 2 dt twice as fast). Only the first k frames are read (k = `input_frames` in
+backward in time, 2 dt twice as fast). A model trained on the predictive mean of K posterior draws
+(`ModelConfig.predictive_draws` > 1) returns that mean as its frames, K draws with the fixed
+seed `PREDICTIVE_SEED` (hgn_export.json's `rollout_draws`: K, or 0), and q, p and energy along
+the posterior mean's rollout. Only the first k frames are read (k = `input_frames` in
 inference mode, the training sequence length in autoencode mode); more are allowed, fewer are an
 error. `sample` draws its initial states with the stateless seed [seed, 0] (the same seed gives the
 same frames): from the run's learned prior over the initial state when it has one
@@ -73,6 +76,8 @@ __all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModu
 
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
+# The stateless seed of the posterior draws a predictive-mean model's `rollout` averages.
+PREDICTIVE_SEED = (0, 1)
 
 
 def versions(out_dir) -> list[int]:
@@ -112,6 +117,7 @@ def export_info(model, max_steps: int, max_batch: int, prior=None,
         "has_energy": has_energy,
         "signatures": signatures,
         "sample_prior": "learned" if prior is not None else "standard",
+        "rollout_draws": c.predictive_draws if c.predictive_draws > 1 else 0,
         "prior_config": prior.get_config() if prior is not None else None,
         "model_config": dataclasses.asdict(c),
     }
@@ -136,6 +142,7 @@ class HGNExportModule(tf.Module):
         self._max_batch = info["max_batch"]
         self._xla_max_batch = info.get("xla_max_batch", 0)
         self._has_energy = info["has_energy"]
+        self._draws = info.get("rollout_draws", 0)
         self._max_abs_dt = info["max_abs_dt"]
         self._max_abs_state = info["max_abs_state"]
         r = info["resolution"]
@@ -219,6 +226,10 @@ class HGNExportModule(tf.Module):
             n_steps = tf.identity(n_steps)
         out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
                                  with_energy=self._has_energy, xla_max_batch=self._xla_max_batch)
+        if self._draws > 1:  # what the model was trained to predict (`predictive_draws`)
+            out["frames"] = self.model.predictive_frames(
+                frames, n_steps, self._draws, dt=dt, seed=tf.constant(PREDICTIVE_SEED),
+                xla_max_batch=self._xla_max_batch)[0]
         keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
         return self._finite({k: out[k] for k in keys})
 

@@ -332,6 +332,27 @@ def test_deterministic_direct_models_export_without_sample_and_energy(tmp_path):
     assert info["has_energy"] is False and info["signatures"] == ["rollout", "encode", "decode"]
 
 
+def test_a_predictive_mean_model_serves_the_mean_of_its_draws(tmp_path):
+    import tensorflow as tf
+
+    from export.saved_model import PREDICTIVE_SEED
+    from hgn_tf.train import build_model
+
+    cfg = C.tiny("pendulum").replace(model=dict(predictive_draws=3))
+    model = build_model(cfg)
+    path = export_saved_model(model, tmp_path / "hgn")
+    assert json.loads((path / "assets" / EXPORT_INFO_FILE).read_text())["rollout_draws"] == 3
+    frames = np.random.default_rng(1).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
+    out = tf.saved_model.load(str(path)).signatures["rollout"](
+        frames=tf.constant(frames), n_steps=tf.constant(5), dt=tf.constant(cfg.model.dt))
+    mean, _ = model.predictive_frames(frames, 5, 3, seed=tf.constant(PREDICTIVE_SEED))
+    np.testing.assert_allclose(out["frames"], mean, atol=1e-5)
+    one = model.rollout(frames, 5)  # the states and energy: the posterior mean's rollout
+    assert float(tf.reduce_max(tf.abs(mean - one["frames"]))) > 1e-3
+    for key in ("q", "p", "energy"):
+        np.testing.assert_allclose(out[key], one[key], atol=1e-5, err_msg=key)
+
+
 def test_a_vector_latent_model_exports_its_state_shape(tmp_path):
     import tensorflow as tf
 
