@@ -72,7 +72,7 @@ from hgn_tf.export.limits import (
 from hgn_tf.errors import ExportError, folder, non_negative_int, positive_int
 
 __all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModule",
-           "NON_FINITE_OUTPUT", "export_info", "export_saved_model", "versions"]
+           "NON_FINITE_OUTPUT", "PREDICTIVE_SEED", "export_info", "export_saved_model", "versions"]
 
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
