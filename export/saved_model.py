@@ -70,14 +70,13 @@ from hgn_tf.export.limits import (
 )
 
 from hgn_tf.errors import ExportError, folder, non_negative_int, positive_int
+from hgn_tf.model import PREDICTIVE_SEED
 
 __all__ = ["EXPORT_INFO_FILE", "EXPORT_PRIORS", "FORMAT_VERSION", "HGNExportModule",
            "NON_FINITE_OUTPUT", "PREDICTIVE_SEED", "export_info", "export_saved_model", "versions"]
 
 # Bumped when the signatures or hgn_export.json change incompatibly.
 FORMAT_VERSION = 1
-# The stateless seed of the posterior draws a predictive-mean model's `rollout` averages.
-PREDICTIVE_SEED = (0, 1)
 
 
 def versions(out_dir) -> list[int]:

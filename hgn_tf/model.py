@@ -32,7 +32,12 @@ from hgn_tf.errors import ConfigError, positive_int
 
 tfd = tfp.distributions
 
-__all__ = ["HGN"]
+__all__ = ["HGN", "PREDICTIVE_SEED"]
+
+
+# The stateless seed of the posterior draws whose mean validation and serving score for a
+# model trained on the predictive mean (`ModelConfig.predictive_draws` > 1).
+PREDICTIVE_SEED = (0, 1)
 
 
 @keras.saving.register_keras_serializable(package="hgn_tf")
@@ -394,7 +399,7 @@ class HGN(keras.Model):
         draws = self.config.predictive_draws
         if draws > 1:
             if seed is None and not training:
-                seed = tf.constant([0, 1])  # validation scores the same draws every time
+                seed = tf.constant(PREDICTIVE_SEED)  # validation scores the same draws
             x, kl = self.predictive_frames(frames, n, draws, seed=seed, training=training,
                                            xla_max_batch=xla)
         else:
