@@ -223,12 +223,11 @@ class HGNExportModule(tf.Module):
         frames = self._conditioning(frames)
         with tf.control_dependencies(self._check_steps(n_steps, dt)):
             n_steps = tf.identity(n_steps)
+        # A model trained on the predictive mean of K draws serves that mean as its frames
+        # (`predictive_draws`; self._draws is K > 1, or 0); the states are the posterior mean's.
         out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
-                                 with_energy=self._has_energy, xla_max_batch=self._xla_max_batch)
-        if self._draws > 1:  # what the model was trained to predict (`predictive_draws`)
-            out["frames"] = self.model.predictive_frames(
-                frames, n_steps, self._draws, dt=dt, seed=tf.constant(PREDICTIVE_SEED),
-                xla_max_batch=self._xla_max_batch)[0]
+                                 with_energy=self._has_energy, xla_max_batch=self._xla_max_batch,
+                                 draws=self._draws, seed=tf.constant(PREDICTIVE_SEED))
         keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
         return self._finite({k: out[k] for k in keys})
 

@@ -128,13 +128,11 @@ def _predict(model, frames: np.ndarray, batch_size: int, n_steps: int, dt: float
     that many posterior draws (seeded by `seed` and the batch's index); the learned energy is
     the posterior-mean rollout's either way."""
     preds, energies = [], []
-    fn = tf.function(lambda x: model.rollout(x, n_steps, dt), reduce_retracing=True)
-    mean = tf.function(lambda x, s: model.predictive_frames(x, n_steps, draws, dt, seed=s)[0],
-                       reduce_retracing=True)
+    fn = tf.function(lambda x, s: model.rollout(x, n_steps, dt, seed=s, draws=draws),
+                     reduce_retracing=True)
     for i in range(0, len(frames), batch_size):
-        x = tf.constant(frames[i : i + batch_size])
-        out = fn(x)
-        preds.append((mean(x, tf.constant([seed, i])) if draws else out["frames"]).numpy())
+        out = fn(tf.constant(frames[i : i + batch_size]), tf.constant([seed, i]))
+        preds.append(out["frames"].numpy())
         if "energy" in out:
             energies.append(out["energy"].numpy())
     return np.concatenate(preds), (np.concatenate(energies) if energies else None)

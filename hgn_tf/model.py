@@ -249,7 +249,7 @@ class HGN(keras.Model):
 
     # ------------------------------------------------------------------ public API
     def rollout(self, frames, n_steps, dt=None, sample=False, seed=None, with_energy=True,
-                training=False, xla_max_batch=0):
+                training=False, xla_max_batch=0, draws=0):
         """Encode `frames` and roll out `n_steps` frames (the first is the initial state's).
 
         Args:
@@ -262,12 +262,24 @@ class HGN(keras.Model):
           training: decode the way a gradient is taken fastest (`networks.Decoder`).
           xla_max_batch: batches of at most this many sequences take XLA-compiled integrator
             steps (`integrators.xla_steps`: twice as fast at batch 1); 0 (default): never.
+          draws: K > 0: `frames` is the predictive mean of K posterior draws' decoded rollouts
+            (`predictive_frames`, the draws seeded by `seed`), while `q`, `p`, `energy` and
+            `kl` stay the posterior mean's. The frames are encoded once, the mean state and
+            the K draws integrated in one batch, and only the draws decoded. Needs
+            `sample=False` and a stochastic model. 0 (default): decode the rollout itself.
         Returns:
           dict with `frames` [B, n_steps, H, W, 3], `q`, `p` [B, n_steps, S, S, L], `kl` [B]
           and, for Hamiltonian dynamics, `energy` [B, n_steps].
         """
         frames = _as_float_frames(frames)
         dt = self.config.dt if dt is None else dt
+        draws = 0 if draws == 0 else positive_int("draws", draws)
+        if draws and sample:
+            raise ConfigError("`sample` must be False when `draws` > 0 (the draws' mean is "
+                              "the frames, the posterior mean the state), got True.", "sample")
+        if draws:
+            return self._rollout_with_draws(frames, n_steps, dt, draws, seed, with_energy,
+                                            training, xla_max_batch)
         q0, p0, kl = self.encode(self.conditioning_frames(frames), sample=sample, seed=seed)
         qs, ps = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
         out = {"frames": self.decode(qs, training=training), "q": qs, "p": ps, "kl": kl}
@@ -289,21 +301,46 @@ class HGN(keras.Model):
           (frames [K, B, n_steps, H, W, 3], kl [B]). Their mean over the first axis is the
           predictive mean (`predictive_frames`).
         """
-        if self.config.deterministic:
-            raise ConfigError("A deterministic HGN (`deterministic=True`) has no posterior "
-                              "to draw from.", "deterministic")
-        draws = positive_int("draws", draws)
         frames = _as_float_frames(frames)
         dt = self.config.dt if dt is None else dt
-        post = self.posterior(self.conditioning_frames(frames))
-        seed = seed if seed is not None else self.seed_generator.next()
-        z = post.sample(draws, seed=tf.cast(seed, tf.int32))  # [K, B, ...]
+        post, z = self._posterior_draws(frames, draws, seed)
         kl = self._kl(post, z[0])
         flat = tf.reshape(z, tf.concat([[-1], tf.shape(z)[2:]], axis=0))  # [K * B, ...]
         q0, p0 = self.latent_to_state(flat)
         qs, _ = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
+        return self._draws_decoded(qs, z, training), kl
+
+    def _posterior_draws(self, frames, draws, seed):
+        """The posterior of `frames` and `draws` samples from it [K, B, ...]."""
+        if self.config.deterministic:
+            raise ConfigError("A deterministic HGN (`deterministic=True`) has no posterior "
+                              "to draw from.", "deterministic")
+        draws = positive_int("draws", draws)
+        post = self.posterior(self.conditioning_frames(frames))
+        seed = seed if seed is not None else self.seed_generator.next()
+        return post, post.sample(draws, seed=tf.cast(seed, tf.int32))
+
+    def _draws_decoded(self, qs, z, training):
+        """The rollouts qs [K * B, T, ...] of draws z [K, B, ...] decoded -> [K, B, T, H, W, 3]."""
         x = self.decode(qs, training=training)
-        return tf.reshape(x, tf.concat([[draws, -1], tf.shape(x)[1:]], axis=0)), kl
+        return tf.reshape(x, tf.concat([tf.shape(z)[:2], tf.shape(x)[1:]], axis=0))
+
+    def _rollout_with_draws(self, frames, n_steps, dt, draws, seed, with_energy, training,
+                            xla_max_batch):
+        """`rollout(draws=K)`: one encode; the posterior mean and the K draws integrated as one
+        batch of (K + 1) B states; the mean's q, p, energy; the draws' frames, averaged."""
+        post, z = self._posterior_draws(frames, draws, seed)
+        mean = post.mean()
+        every = tf.concat([mean[None], z], axis=0)  # [K + 1, B, ...]
+        q0, p0 = self.latent_to_state(tf.reshape(every, tf.concat([[-1], tf.shape(z)[2:]], 0)))
+        qs, ps = self.integrate(q0, p0, n_steps, dt, xla_max_batch)
+        b = tf.shape(z)[1]
+        x = self._draws_decoded(qs[b:], z, training)
+        out = {"frames": tf.reduce_mean(x, axis=0), "q": qs[:b], "p": ps[:b],
+               "kl": self._kl(post, mean)}
+        if with_energy and self.hamiltonian_net is not None:
+            out["energy"] = self.energies(qs[:b], ps[:b])
+        return out
 
     def predictive_frames(self, frames, n_steps, draws, dt=None, seed=None, training=False,
                           xla_max_batch=0):

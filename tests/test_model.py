@@ -212,6 +212,8 @@ def test_xla_steps_in_training_give_the_same_objective_and_gradients():
 
 
 def test_predictive_draws_fit_the_mean_of_the_draws_decoded_rollouts():
+    from hgn_tf.errors import ConfigError
+
     cfg = C.tiny().replace(model=dict(predictive_draws=3, input_mode="inference",
                                       input_frames=2))
     model = build_model(cfg)
@@ -247,6 +249,15 @@ def test_predictive_draws_fit_the_mean_of_the_draws_decoded_rollouts():
     assert val == float(model.objective_terms(x, training=False)[0])
     fixed = model.predictive_frames(x, 4, 3, seed=tf.constant(PREDICTIVE_SEED))[0]
     np.testing.assert_allclose(val, float(tf.reduce_mean(tf.square(fixed - x))), rtol=1e-5)
+    # rollout(draws=K), what evaluation and serving call: the same draws' mean as frames, the
+    # posterior mean's states, energy and KL, from one encode.
+    both = model.rollout(x, 4, seed=seed, draws=3)
+    one = model.rollout(x, 4)
+    np.testing.assert_allclose(both["frames"], mean, atol=1e-6)
+    for key in ("q", "p", "energy", "kl"):
+        np.testing.assert_allclose(both[key], one[key], atol=1e-6, err_msg=key)
+    with pytest.raises(ConfigError, match="sample"):
+        model.rollout(x, 4, sample=True, draws=3)
 
 
 def test_predictive_draws_need_a_posterior():
