@@ -100,3 +100,55 @@ def test_curriculum_schedule_and_its_checks(tmp_path):
     with pytest.raises(ConfigError, match="data.n_frames \\(4\\)") as e:
         C.tiny().replace(train=dict(curriculum=[[0, 5]]))
     assert e.value.field == "train.curriculum"
+
+
+def test_bfloat16_matrix_units_are_read_from_the_cpu_flags():
+    from hgn_tf import hardware
+
+    amx = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\n"
+    avx = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    assert hardware.bfloat16_matrix_units(amx)
+    assert not hardware.bfloat16_matrix_units(avx)  # AVX512-BF16 alone: not measured, not used
+    assert not hardware.bfloat16_matrix_units("")  # no flags line (not Linux)
+    assert "avx2" in hardware.cpu_flags(avx)
+
+
+def test_the_demo_trains_in_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch, tmp_path):
+    import pytest
+
+    from hgn_tf import demo, hardware
+    from hgn_tf.errors import ConfigError
+
+    for units, precision, recipe in ((True, "mixed_bfloat16", demo.BFLOAT16_RECIPE),
+                                     (False, "float32", demo.FLOAT32_RECIPE)):
+        monkeypatch.setattr(hardware, "bfloat16_matrix_units", lambda units=units: units)
+        cfg = demo.demo_config(tmp_path)
+        assert cfg.model.precision == precision
+        assert (cfg.train.steps, cfg.train.curriculum) == (recipe["steps"], recipe["curriculum"])
+        # The curriculum ends on the 30 frames the demo is scored on.
+        assert cfg.train.frames_at(cfg.train.steps - 1, cfg.data.n_frames) == 30
+    # An explicit precision wins over the detection, and takes its own recipe.
+    cfg = demo.demo_config(tmp_path, precision="float32")
+    assert (cfg.model.precision, cfg.train.steps) == ("float32", 1400)
+    with pytest.raises(ConfigError, match="precision"):
+        demo.demo_config(tmp_path, precision="float16")
+
+
+def test_the_demo_keeps_a_run_of_another_config_and_trains_its_own(tmp_path):
+    from hgn_tf import demo
+
+    cfg = demo.demo_config(tmp_path, precision="float32")
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg.save(run / "config.json")
+    (run / "model.weights.h5").write_bytes(b"weights")
+    assert demo._run_dir_for(tmp_path, cfg) == run and run.exists()  # the same config: resumed
+    other = demo.demo_config(tmp_path, precision="mixed_bfloat16")
+    assert demo._run_dir_for(tmp_path, other) == run
+    assert not run.exists()  # the folder is free for the new run, and nothing was lost:
+    kept = tmp_path / "run.previous-1"
+    assert (kept / "model.weights.h5").read_bytes() == b"weights"
+    run.mkdir()
+    cfg.save(run / "config.json")
+    demo._run_dir_for(tmp_path, other)
+    assert (tmp_path / "run.previous-2" / "config.json").exists()
