@@ -9,7 +9,8 @@ PACKAGES = {"hgn_tf": "hgn_tf", "datasets": "hgn_tf.datasets", "tuning": "hgn_tf
             "export": "hgn_tf.export"}
 # Lowest first. A module's layer is that of the longest prefix listed here.
 LAYERS = [
-    ("hgn_tf.errors", "hgn_tf.files", "hgn_tf.export.limits", "hgn_tf.tuning.space"),
+    ("hgn_tf.errors", "hgn_tf.files", "hgn_tf.hardware", "hgn_tf.export.limits",
+     "hgn_tf.tuning.space"),
     ("hgn_tf.physics", "hgn_tf.baselines.tasks"),
     ("hgn_tf.integrators", "hgn_tf.geco", "hgn_tf.metrics", "hgn_tf.plausibility", "hgn_tf.plots"),
     ("hgn_tf.config",),
