@@ -11,7 +11,8 @@ Everything goes into one folder (default runs/demo):
     served_request.npy   the conditioning frames that request sent
 
 Running it again reuses what is there: the data, the finished training run (a killed one
-resumes), and writes a new export version.
+resumes; a run of another config, an earlier recipe or precision, is kept as run.previous-N and
+a new one trained), and writes a new export version.
 """
 
 from __future__ import annotations
