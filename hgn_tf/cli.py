@@ -673,9 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on a small config")
     p.add_argument("--out", default="runs/demo", help="output folder (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="override the training steps")
-    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16"), default="auto",
-                   help="auto (default): mixed_bfloat16 and 2,000 steps where the CPU has "
-                        "bfloat16 matrix units (AMX), else float32 and 1,400 steps")
+    from hgn_tf import demo
+
+    p.add_argument("--precision", choices=demo.PRECISION_CHOICES, default="auto",
+                   help=f"auto (default): mixed_bfloat16 and {demo.BFLOAT16_RECIPE['steps']:,} "
+                        "steps where the CPU has bfloat16 matrix units (AMX), else float32 and "
+                        f"{demo.FLOAT32_RECIPE['steps']:,} steps")
     p.set_defaults(func=cmd_demo)
 
     _add_flows_parser(sub)
