@@ -140,3 +140,38 @@ def test_bad_arguments_name_the_argument(tmp_path, capsys):
         cli.main(["experiment", "table1", "--variants", "verlet"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "--variants" in err
+
+
+def test_predictive_draws_and_precision_reach_every_pair(tmp_path, monkeypatch, capsys):
+    default = table1.pair_config("pendulum", "leapfrog", scale="tiny", protocol="prediction")
+    assert (default.model.predictive_draws, default.model.precision) == (1, "float32")
+    for variant in ("leapfrog", "euler", "no-f-psi", "direct"):
+        cfg = table1.pair_config("pendulum", variant, scale="tiny", protocol="prediction",
+                                 predictive_draws=4, precision="mixed_bfloat16")
+        assert (cfg.model.predictive_draws, cfg.model.precision) == (4, "mixed_bfloat16")
+        assert cfg.replace(model=dict(predictive_draws=1, precision="float32")) == \
+            table1.pair_config("pendulum", variant, scale="tiny", protocol="prediction")
+    with pytest.raises(ConfigError) as e:
+        table1.pair_config("pendulum", "deterministic", scale="tiny", protocol="prediction",
+                           predictive_draws=4)
+    assert e.value.field.endswith("predictive_draws")
+
+    seen = {}
+    monkeypatch.setattr(table1, "run_table1", lambda out, **kw: seen.update(kw) or {})
+    argv = ["experiment", "table1", "--scale", "tiny", "--out", str(tmp_path),
+            "--predictive-draws", "4", "--precision", "mixed_bfloat16"]
+    assert cli.main(argv) == 0
+    assert (seen["predictive_draws"], seen["precision"]) == (4, "mixed_bfloat16")
+    monkeypatch.undo()
+    capsys.readouterr()
+    # Bad values: one line naming the flag, before any training.
+    assert cli.main(["experiment", "table1", "--scale", "tiny", "--out", str(tmp_path),
+                     "--variants", "deterministic", "--predictive-draws", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hgn experiment table1: error: --predictive-draws 2: ") \
+        and err.count("\n") == 1, err
+    assert not (tmp_path / "autoencode").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["experiment", "table1", "--precision", "float16"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--precision" in err

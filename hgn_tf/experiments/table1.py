@@ -96,14 +96,21 @@ SCALES = {
 
 
 def pair_config(system: str, variant: str, *, scale: str, protocol: str,
-                data_dir: str | None = None) -> C.RunConfig:
-    """The `RunConfig` of one (system, variant) pair."""
+                data_dir: str | None = None, predictive_draws: int = 1,
+                precision: str = "float32") -> C.RunConfig:
+    """The `RunConfig` of one (system, variant) pair.
+
+    `predictive_draws` and `precision` are `ModelConfig`'s fields of those names, set on every
+    pair (1 and float32: the paper's objective and arithmetic); a deterministic pair with
+    `predictive_draws` > 1 is a ConfigError naming `predictive_draws`.
+    """
     check(scale in SCALES, "scale", scale, f"one of {tuple(SCALES)}")
     check(protocol in PROTOCOLS, "protocol", protocol, f"one of {tuple(PROTOCOLS)}")
     check(variant in VARIANTS, "variants", variant, f"among {tuple(VARIANTS)}")
     cfg = SCALES[scale](system, variant)
     changes = {section: dict(fields) for section, fields in PROTOCOLS[protocol].items()}
-    changes["model"] = {**changes.get("model", {}), **VARIANTS[variant]}
+    changes["model"] = {**changes.get("model", {}), **VARIANTS[variant],
+                        "predictive_draws": predictive_draws, "precision": precision}
     if data_dir is not None:
         changes["data"] = {**changes.get("data", {}), "data_dir": data_dir}
     if protocol == "prediction" and cfg.data.n_frames <= PREDICTION_INPUT_FRAMES:
@@ -168,8 +175,13 @@ def _write_json(path: pathlib.Path, value) -> None:
 
 def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems=SYSTEMS,
                variants=("leapfrog", "euler"), data_dir: str | None = None,
-               max_sequences: int = 256, verbose: bool = True) -> dict:
+               max_sequences: int = 256, predictive_draws: int = 1,
+               precision: str = "float32", verbose: bool = True) -> dict:
     """Train and score every (system, variant) pair not yet done; write the tables.
+
+    `predictive_draws`, `precision`: set on every pair (`pair_config`). A pair folder holding
+    a run of another config is refused by `hgn_tf.train` (name another `out` for another
+    recipe).
 
     Returns:
       {(system, variant): metrics} of every finished pair of this call's grid.
@@ -180,7 +192,8 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
     check(bool(variants), "variants", variants, "at least one variant")
     for system in systems:
         check(system in physics.SYSTEM_NAMES, "systems", system, f"among {physics.SYSTEM_NAMES}")
-    configs = {(s, v): pair_config(s, v, scale=scale, protocol=protocol, data_dir=data_dir)
+    configs = {(s, v): pair_config(s, v, scale=scale, protocol=protocol, data_dir=data_dir,
+                                   predictive_draws=predictive_draws, precision=precision)
                for s in systems for v in variants}  # every config checked before any training
     root = pathlib.Path(out) / protocol
     results = {}
