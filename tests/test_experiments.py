@@ -175,3 +175,10 @@ def test_predictive_draws_and_precision_reach_every_pair(tmp_path, monkeypatch, 
         cli.main(["experiment", "table1", "--precision", "float16"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "--precision" in err
+
+
+def test_the_vpt_cell_keeps_a_half_frame_median():
+    # 256 sequences: the median can fall between two frames; '.0f' printed 17.5 as 18.
+    assert table1._vpt_cell({"vpt": 17.84, "vpt_median": 17.5}) == "17.8 / 17.5"
+    assert table1._vpt_cell({"vpt": 12.3, "vpt_median": 12.0}) == "12.3 / 12"
+    assert table1._vpt_cell({"vpt": 0.0, "vpt_median": 0}) == "0.0 / 0"
