@@ -236,6 +236,15 @@ _PRIOR_FLAGS = {"kind": "kind", "components": "components", "covariance": "covar
                 "seed": "seed"}
 
 
+def _flag_error(e, args, dests: dict):
+    """Re-raise the HGNError `e` naming the flag the user typed: `dests` maps a config field (the
+    last part of `e.field`) to its argparse dest; a field not in it is re-raised as it is."""
+    dest = dests.get((e.field or "").rsplit(".", 1)[-1])
+    if dest is None:
+        raise e
+    raise type(e)(f"--{dest.replace('_', '-')} {getattr(args, dest)}: {e}", e.field) from None
+
+
 def cmd_fit_prior(args):
     from hgn_tf.errors import HGNError
     from hgn_tf.prior import PRIOR_CONFIG_FILE, PRIOR_WEIGHTS_FILE, PriorConfig, fit_run_prior
@@ -245,13 +254,8 @@ def cmd_fit_prior(args):
         config = PriorConfig(**fields)
         _, report = fit_run_prior(args.run_dir, config, max_sequences=args.max_sequences)
     except HGNError as e:  # name the flag the user typed, not only the config field
-        dest = {field: dest for dest, field in _PRIOR_FLAGS.items()}.get(e.field)
-        if dest is None and e.field == "max_sequences":
-            dest = "max_sequences"
-        if dest is None:
-            raise
-        raise type(e)(f"--{dest.replace('_', '-')} {getattr(args, dest)}: {e}",
-                      e.field) from None
+        _flag_error(e, args, {**{field: dest for dest, field in _PRIOR_FLAGS.items()},
+                              "max_sequences": "max_sequences"})
     line = (f"fitted a {report['kind']} prior over the initial state (dim {report['dim']}) to "
             f"{report['n_fit']} encoded training sequences: mean log p "
             f"{report['log_prob_fit']:.1f}")
@@ -273,11 +277,8 @@ def cmd_experiment_table1(args):
                    max_sequences=args.max_sequences, predictive_draws=args.predictive_draws,
                    precision=args.precision)
     except HGNError as e:  # name the flag the user typed, not only the config field
-        dest = (e.field or "").rsplit(".", 1)[-1]
-        if dest not in ("predictive_draws", "max_sequences"):
-            raise
-        flag = f"--{dest.replace('_', '-')}"
-        raise type(e)(f"{flag} {getattr(args, dest)}: {e}", flag) from None
+        _flag_error(e, args, {"predictive_draws": "predictive_draws",
+                              "max_sequences": "max_sequences"})
     print(f"tables: {pathlib.Path(args.out) / args.protocol}/table1.md, table1.csv, table2.md, "
           "vpt.md")
 

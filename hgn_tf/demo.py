@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from hgn_tf.config import PRECISIONS
+
 __all__ = ["run_demo", "demo_config"]
 
 
@@ -33,7 +35,7 @@ __all__ = ["run_demo", "demo_config"]
 # instead of a compressed one for 1,400 (README, Results: the demo rows).
 BFLOAT16_RECIPE = dict(steps=2000, curriculum=((0, 10), (600, 15), (1200, 20), (1800, 30)))
 FLOAT32_RECIPE = dict(steps=1400, curriculum=((0, 10), (300, 15), (600, 20), (900, 30)))
-PRECISION_CHOICES = ("auto", "float32", "mixed_bfloat16")  # auto + config.PRECISIONS
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 
 def demo_config(out: pathlib.Path, steps: int | None = None, precision: str = "auto"):

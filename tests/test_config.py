@@ -152,9 +152,3 @@ def test_the_demo_keeps_a_run_of_another_config_and_trains_its_own(tmp_path):
     cfg.save(run / "config.json")
     demo._run_dir_for(tmp_path, other)
     assert (tmp_path / "run.previous-2" / "config.json").exists()
-
-
-def test_the_demo_offers_auto_and_every_model_precision():
-    from hgn_tf import config, demo
-
-    assert demo.PRECISION_CHOICES == ("auto", *config.PRECISIONS)

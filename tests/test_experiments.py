@@ -171,6 +171,11 @@ def test_predictive_draws_and_precision_reach_every_pair(tmp_path, monkeypatch, 
     assert err.startswith("hgn experiment table1: error: --predictive-draws 2: ") \
         and err.count("\n") == 1, err
     assert not (tmp_path / "autoencode").exists()
+    assert cli.main(["experiment", "table1", "--scale", "tiny", "--out", str(tmp_path),
+                     "--max-sequences", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hgn experiment table1: error: --max-sequences 0: ") \
+        and err.count("\n") == 1, err
     with pytest.raises(SystemExit) as e:
         cli.main(["experiment", "table1", "--precision", "float16"])
     err = capsys.readouterr().err
