@@ -119,6 +119,10 @@ def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
         assert floor[split]["after"]["pixel_mse"] < floor[split]["fit"]["after"]["pixel_mse"]
         assert clean[split]["read"]["pixel_mse"] > 0
         assert floor[split]["n_sequences"] == 8 and floor[split]["ess_median"] > 1
+    # The pair's own evaluation scored the same floor (its pictures draw the floor's rows).
+    pair = json.loads((root / "pendulum" / "leapfrog" / "eval" / "metrics.json").read_text())
+    for split in ("train", "test"):
+        assert pair[split]["prediction_floor"]["after"] == floor[split]["after"]
     names = [line.split("|")[1].strip() for line in (root / "table1.md").read_text().splitlines()
              if line.startswith("| ")]
     assert "prediction floor (true dynamics: the expected frame given the 5 frames read)" in names

@@ -204,7 +204,10 @@ def run_table1(out, *, scale: str = "cpu", protocol: str = "autoencode", systems
             _say(verbose, f"{protocol}/{system}/{variant}: training {cfg.train.steps} steps")
             train(cfg, pair, verbose=2 if verbose else 0,
                   callbacks=[_TrainClock(pair / "timing.json")])
-            evaluate(pair, horizon=STORED_FRAMES, max_sequences=max_sequences, verbose=False)
+            # Where the encoder reads fewer frames than are scored, the pair's pictures draw
+            # the prediction floor's rows under the model's (as `hgn evaluate --prediction-floor`).
+            evaluate(pair, horizon=STORED_FRAMES, max_sequences=max_sequences, verbose=False,
+                     prediction_floor=cfg.conditioning_frames < STORED_FRAMES)
         results[(system, variant)] = json.loads(metrics_path.read_text())
         floor_path = root / system / "noise_floor.json"
         if not floor_path.exists():
