@@ -41,10 +41,15 @@ def main():
     ap.add_argument("--integrator", default=None)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--input-frames", type=int, default=None,
+                    help="the encoder reads this many frames and the rest are predicted "
+                         "(ModelConfig input_mode 'inference'); default: the preset's")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--jit", action="store_true", help="compile the step with XLA")
     ap.add_argument("--precision", default=None, help="ModelConfig.precision (mixed_bfloat16)")
+    ap.add_argument("--flops", action="store_true",
+                    help="also print the forward GFLOP of the step's rollout (bench/floor.py)")
     ap.add_argument("--save-result", default=None, help="write weights, loss and gradients here")
     ap.add_argument("--check-result", default=None, help="compare with a --save-result file")
     ap.add_argument("--rtol", type=float, default=1e-3,
@@ -59,10 +64,19 @@ def main():
         cfg = cfg.replace(train=dict(batch_size=args.batch_size))
     if args.frames:
         cfg = cfg.replace(data=dict(n_frames=args.frames))
+    if args.input_frames:
+        cfg = cfg.replace(model=dict(input_mode="inference", input_frames=args.input_frames))
     b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
     if args.save_result or args.check_result:
         raise SystemExit(_result(model, cfg, args.save_result, args.check_result, args.rtol))
+    if args.flops:
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from floor import rollout_gflops
+        print(f"GFLOP: forward {rollout_gflops(model, b, t, with_energy=False):.2f} (the "
+              f"encoder on {cfg.conditioning_frames} frames, {t - 1} integrator steps, {t} "
+              "frames decoded, per sequence x batch)")
     if args.jit:
         model.compile(optimizer=model.optimizer, jit_compile=True)
     x = tf.random.stateless_uniform([b, t, r, r, 3], seed=[0, 0])
@@ -84,6 +98,7 @@ def main():
     gpus = tf.config.list_physical_devices("GPU")
     print(f"preset={args.preset} integrator={cfg.model.integrator} "
           f"precision={getattr(cfg.model, 'precision', 'float32')} batch={b} frames={t} "
+          f"read={cfg.conditioning_frames} "
           f"resolution={r} jit={args.jit} device={'GPU ' + gpus[0].name if gpus else 'CPU'} "
           f"threads={os.cpu_count()}")
     print(f"first step (trace + compile): {compile_s:.1f} s")

@@ -42,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--precision", default=None, help="ModelConfig.precision (mixed_bfloat16)")
     ap.add_argument("--peak", type=float, default=None, help="GFLOP/s (default: measured)")
+    ap.add_argument("--input-frames", type=int, default=None,
+                    help="the encoder reads this many frames (input_mode 'inference')")
     args = ap.parse_args(argv)
 
     cfg = C.preset(args.preset)
@@ -49,6 +51,8 @@ def main(argv=None):
         cfg = cfg.replace(model=dict(integrator=args.integrator))
     if args.precision:
         cfg = cfg.replace(model=dict(precision=args.precision))
+    if args.input_frames:
+        cfg = cfg.replace(model=dict(input_mode="inference", input_frames=args.input_frames))
     b, t, r = cfg.train.batch_size, cfg.data.n_frames, cfg.data.resolution
     model = build_model(cfg)
     frames = tf.random.stateless_uniform([b, t, r, r, 3], seed=[0, 0])
