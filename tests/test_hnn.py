@@ -72,7 +72,7 @@ def test_after_the_same_training_only_the_hnn_conserves_energy_on_a_long_rollout
         models[kind] = _tiny(kind, hidden=32, seed=1)
         hnn.fit(models[kind], x, dxdt, steps=300, seed=1)
         fields[kind] = hnn.field_function(models[kind])
-    scores, rollouts = evaluate_fields(task, fields, n_states=5)
+    scores, rollouts = evaluate_fields(task, fields, n_states=5, solver="batched")
     assert scores["baseline"]["energy_mse"] > 10 * scores["hnn"]["energy_mse"]
     learned = models["hnn"].energy(rollouts["hnn"].reshape(-1, 2)).numpy().reshape(5, -1)
     assert np.abs(learned - learned[:, :1]).max() < 1e-8  # its own H: exactly conserved
