@@ -25,9 +25,11 @@ formula gives differences of order 1. Exactness itself is checked in float64
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/floor.py
 
 import tensorflow as tf  # noqa: E402
 
@@ -71,8 +73,6 @@ def main():
     if args.save_result or args.check_result:
         raise SystemExit(_result(model, cfg, args.save_result, args.check_result, args.rtol))
     if args.flops:
-        import sys
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from floor import rollout_gflops
         print(f"GFLOP: forward {rollout_gflops(model, b, t, with_energy=False):.2f} (the "
               f"encoder on {cfg.conditioning_frames} frames, {t - 1} integrator steps, {t} "

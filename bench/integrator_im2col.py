@@ -12,12 +12,13 @@ numbers (the script prints q[0, 0, 0, 0] of each); medians of 15 calls, in ms.
 
 import argparse
 import os
-import statistics
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow as tf  # noqa: E402
+from floor import median_time  # noqa: E402
 
 STEPS = 29
 
@@ -68,18 +69,10 @@ def main():
     for whole in (False, True):
         for im2col in (False, True, False, True):
             fn = make(im2col, whole)
-            for _ in range(3):
-                fn(q, p)
-            times = []
-            for _ in range(15):
-                t0 = time.perf_counter()
-                out = fn(q, p)
-                out[0].numpy()
-                times.append(time.perf_counter() - t0)
+            ms = 1000 * median_time(lambda fn=fn: fn(q, p), repeats=15, warmup=3)
             print(f"batch {args.batch}, XLA {'whole loop' if whole else 'per step  '}, "
                   f"{'im2col + einsum' if im2col else 'conv2d         '}: "
-                  f"{1000 * statistics.median(times):6.1f} ms  q[0,0,0,0] = "
-                  f"{float(out[0][0, 0, 0, 0]):.6f}")
+                  f"{ms:6.1f} ms  q[0,0,0,0] = {float(fn(q, p)[0][0, 0, 0, 0]):.6f}")
 
 
 if __name__ == "__main__":

@@ -10,26 +10,20 @@ calls, in ms.
 
 import argparse
 import os
-import statistics
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow as tf  # noqa: E402
+from floor import median_time  # noqa: E402
 
 from hgn_tf import config as C  # noqa: E402
 from hgn_tf.train import build_model  # noqa: E402
 
 
-def _median_ms(fn, *args, calls=15, warmup=3):
-    for _ in range(warmup):
-        fn(*args)
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        tf.nest.map_structure(lambda v: v.numpy(), fn(*args))
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+def _median_ms(fn, *args):
+    return 1000 * median_time(lambda: fn(*args), repeats=15, warmup=3)
 
 
 def main():

@@ -93,6 +93,35 @@ def test_the_prediction_floor_scores_the_best_prediction_beside_the_model(tiny_r
     assert e.value.field == "prediction_floor"
 
 
+def test_an_equal_floor_request_is_answered_from_the_last_two_computed(monkeypatch):
+    import collections
+
+    from hgn_tf import evaluate as evaluate_mod
+    from hgn_tf.physics import inference
+
+    monkeypatch.setattr(evaluate_mod, "_FLOOR_CACHE", collections.OrderedDict())
+    calls = []
+    real = inference.posterior_frames
+    monkeypatch.setattr(inference, "posterior_frames",
+                        lambda *a, **kw: calls.append(kw["seed"]) or real(*a, **kw))
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 0.3, size=(2, 6, 1))
+    times = np.arange(6.0) * 0.1
+    floor = lambda q, seed=0: evaluate_mod.prediction_floor_frames(  # noqa: E731
+        "pendulum", q, times, 3, resolution=32, n_samples=4, seed=seed)
+    first = floor(q)
+    again = floor(q.copy())  # equal values in another array: not computed again
+    assert calls == [0] and again is first
+    with pytest.raises(ValueError):  # what callers share cannot be written over
+        first["frames"][0, 0, 0, 0, 0] = 1.0
+    floor(q, seed=1)
+    floor(q + 0.01)  # other values: computed; the oldest (seed 0, q) is dropped
+    assert calls == [0, 1, 0]
+    other = floor(q.copy())
+    assert calls == [0, 1, 0, 0] and other is not first
+    np.testing.assert_array_equal(other["frames"], first["frames"])  # a pure function
+
+
 def test_draws_score_the_predictive_mean_of_posterior_draws(tiny_run, capsys):
     base = evaluate(tiny_run, horizon=6, max_sequences=8, pictures=False, verbose=False)
     assert base["posterior_draws"] == 0

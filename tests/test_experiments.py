@@ -105,7 +105,17 @@ def test_noise_floor_is_zero_on_its_own_states_and_grows_with_noise():
     assert errors[0] == 0 < errors[1] < errors[2]
 
 
-def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
+def test_the_prediction_protocol_writes_its_floor_rows(tmp_path, monkeypatch):
+    import collections
+
+    from hgn_tf import evaluate as evaluate_mod
+    from hgn_tf.physics import inference
+
+    monkeypatch.setattr(evaluate_mod, "_FLOOR_CACHE", collections.OrderedDict())
+    calls = []
+    real = inference.posterior_frames
+    monkeypatch.setattr(inference, "posterior_frames",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
     table1.run_table1(tmp_path, scale="tiny", protocol="prediction", systems=("pendulum",),
                       variants=("leapfrog",), data_dir=str(tmp_path / "data"), max_sequences=8,
                       verbose=False)
@@ -119,10 +129,12 @@ def test_the_prediction_protocol_writes_its_floor_rows(tmp_path):
         assert floor[split]["after"]["pixel_mse"] < floor[split]["fit"]["after"]["pixel_mse"]
         assert clean[split]["read"]["pixel_mse"] > 0
         assert floor[split]["n_sequences"] == 8 and floor[split]["ess_median"] > 1
-    # The pair's own evaluation scored the same floor (its pictures draw the floor's rows).
+    # The pair's own evaluation scored the same floor (its pictures draw the floor's rows),
+    # computed once per split for both.
     pair = json.loads((root / "pendulum" / "leapfrog" / "eval" / "metrics.json").read_text())
     for split in ("train", "test"):
         assert pair[split]["prediction_floor"]["after"] == floor[split]["after"]
+    assert len(calls) == 2
     names = [line.split("|")[1].strip() for line in (root / "table1.md").read_text().splitlines()
              if line.startswith("| ")]
     assert "prediction floor (true dynamics: the expected frame given the 5 frames read)" in names
