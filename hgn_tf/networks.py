@@ -206,42 +206,76 @@ def _upsampled_conv3x3(x, kernel):
     Cost: 16 C F (H + 1)(W + 1) multiply-adds instead of 36 C F H W (0.56x at H = W = 8,
     0.50x at 16).
     """
+    return _phase_conv(x, _phase_kernel(kernel))
+
+
+def _upsampled_conv3x3_leaky(x, kernel, bias):
+    """leaky_relu(conv3x3_same(upsample_nearest_x2(x), kernel) + bias) by the phase conv, with
+    the bias and the activation applied to its four phases before they are interleaved: both are
+    per-pixel and per-channel, so they commute with depth_to_space and the crop, and oneDNN fuses
+    them into the convolution instead of two more passes over the 2H x 2W image (the same
+    numbers: tests/test_decoder_fused.py)."""
+    return _phase_conv_leaky(x, _phase_kernel(kernel), tf.tile(bias, [4]))
+
+
+def _phase_kernel(kernel):
+    """The 3x3 kernel [3, 3, C, F] -> the phase conv's [2, 2, C, 4F] (`_upsampled_conv3x3`)."""
     rows = _phase_taps(kernel, 0)
     phases = [k for r in rows for k in _phase_taps(r, 1)]  # slots (s, t) in row-major order
-    return _phase_conv(x, tf.concat(phases, axis=-1))  # the kernel [2, 2, C, 4F]
+    return tf.concat(phases, axis=-1)
 
 
 _PAD1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
 
 
-@tf.custom_gradient
-def _phase_conv(x, fused):
+def _phase_conv_and_gradient(x, fused, bias4=None):
     """The four phase convs of `_upsampled_conv3x3`: x [B, H, W, C] padded by one, a VALID 2x2
-    conv with `fused` [2, 2, C, 4F], depth_to_space, the one-pixel crop -> [B, 2H, 2W, F].
+    conv with `fused` [2, 2, C, 4F] (then, with `bias4` [4F], + bias4 and leaky ReLU),
+    depth_to_space, the one-pixel crop -> [B, 2H, 2W, F]; and its gradient function.
 
-    Its gradient is written out, because TensorFlow's own (Conv2DBackpropInput for this shape,
+    The gradient is written out, because TensorFlow's own (Conv2DBackpropInput for this shape,
     and the gradients of the crop and of depth_to_space) made the fused decoder's backward
     slower than the plain one's (bench/README). For the output cotangent g, padded back and
-    space_to_depth'd to gy [B, H + 1, W + 1, 4F]: d/dx is the full correlation of gy with the
-    kernel flipped in space and transposed in channels (a forward VALID conv of gy padded by
-    one), cropped; d/dfused is Conv2DBackpropFilter of the padded x against gy. Both are the
-    exact adjoints of the forward (tests/test_decoder_fused.py checks them against the plain
-    computation's gradients in float64).
+    space_to_depth'd to gy [B, H + 1, W + 1, 4F] (and taken through the activation, read from
+    its output as `_leaky_relu` does): d/dx is the full correlation of gy with the kernel
+    flipped in space and transposed in channels, cropped by one pixel on each side, which is a
+    forward VALID conv of gy itself (no padding, no crop: output pixel i reads gy[i] and
+    gy[i + 1]); d/dfused is Conv2DBackpropFilter of the padded x against gy; d/dbias4 is
+    BiasAddGrad of gy. All are the exact adjoints of the forward (tests/test_decoder_fused.py
+    checks them against the plain computation's gradients in float64).
     """
     xp = tf.pad(x, _PAD1)
-    z = tf.nn.depth_to_space(tf.nn.conv2d(xp, fused, 1, "VALID"), 2)  # [B, 2H + 2, 2W + 2, F]
+    z = tf.nn.conv2d(xp, fused, 1, "VALID")  # [B, H + 1, W + 1, 4F]
+    if bias4 is not None:
+        z = tf.nn.leaky_relu(tf.nn.bias_add(z, bias4), alpha=LEAKY_ALPHA)
     shape = tf.shape(x)
-    out = z[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
+    out = tf.nn.depth_to_space(z, 2)[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
 
     def grad(g):
         gy = tf.nn.space_to_depth(tf.pad(g, _PAD1), 2)  # [B, H + 1, W + 1, 4F]
+        if bias4 is not None:
+            gy = tf.raw_ops.LeakyReluGrad(gradients=gy, features=z, alpha=LEAKY_ALPHA)
         flipped = tf.transpose(tf.reverse(fused, [0, 1]), [0, 1, 3, 2])  # [2, 2, 4F, C]
-        dx = tf.nn.conv2d(tf.pad(gy, _PAD1), flipped, 1, "VALID")[:, 1:-1, 1:-1, :]
+        dx = tf.nn.conv2d(gy, flipped, 1, "VALID")  # [B, H, W, C]
         dfused = tf.compat.v1.nn.conv2d_backprop_filter(xp, tf.shape(fused), gy, [1, 1, 1, 1],
                                                         "VALID")
-        return dx, dfused
+        if bias4 is None:
+            return dx, dfused
+        return dx, dfused, tf.raw_ops.BiasAddGrad(out_backprop=gy)
 
     return out, grad
+
+
+@tf.custom_gradient
+def _phase_conv(x, fused):
+    """`_phase_conv_and_gradient` without bias or activation."""
+    return _phase_conv_and_gradient(x, fused)
+
+
+@tf.custom_gradient
+def _phase_conv_leaky(x, fused, bias4):
+    """`_phase_conv_and_gradient` with the bias and the leaky ReLU."""
+    return _phase_conv_and_gradient(x, fused, bias4)
 
 
 LEAKY_ALPHA = 0.2
@@ -267,6 +301,28 @@ def _leaky_relu(x):
         return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=LEAKY_ALPHA)
 
     return y, grad
+
+
+@tf.custom_gradient
+def _add_upsampled(h, s):
+    """h + upsample_nearest_x2(s): h [B, 2H, 2W, F], s [B, H, W, F] -> [B, 2H, 2W, F].
+
+    The sum broadcasts s over each 2x2 cell of h (no upsampled copy of s is formed). Its gradient
+    with respect to s, the cotangent summed over each cell, is written out as a 2x2 average pool
+    times 4 (exact: both scalings are by powers of two). TensorFlow's own gradient of the
+    broadcast, a reduce_sum over the two non-adjacent cell axes of [B, H, 2, W, 2, F] plus a
+    StridedSliceGrad for the inserted axes, took 10x as long (154 against 13 ms at the paper
+    preset's 480 frames of 32x32x64): 0.35 s of a 2.5 s training step (bench/README.md).
+    """
+    shape = tf.shape(s)
+    b, hh, ww, f = shape[0], shape[1], shape[2], shape[3]
+    cells = tf.reshape(h, [b, hh, 2, ww, 2, f]) + tf.reshape(s, [b, hh, 1, ww, 1, f])
+    out = tf.reshape(cells, tf.shape(h))
+
+    def grad(g):
+        return g, tf.nn.avg_pool2d(g, 2, 2, "VALID") * tf.constant(4, g.dtype)
+
+    return out, grad
 
 
 class _ResidualUpBlock(keras.layers.Layer):
@@ -305,14 +361,10 @@ class _ResidualUpBlock(keras.layers.Layer):
 
     def call(self, x, training=None):
         dtype = self.compute_dtype
-        h = _upsampled_conv3x3(x, tf.cast(self.conv1.kernel, dtype))
-        h = _leaky_relu(tf.nn.bias_add(h, tf.cast(self.conv1.bias, dtype)))
+        h = _upsampled_conv3x3_leaky(x, tf.cast(self.conv1.kernel, dtype),
+                                     tf.cast(self.conv1.bias, dtype))
         h = _leaky_relu(self.conv2(h))
-        s = self.skip(x)  # [B, H, W, F]
-        shape = tf.shape(s)
-        b, hh, ww = shape[0], shape[1], shape[2]
-        cells = tf.reshape(h, [b, hh, 2, ww, 2, self.filters]) + s[:, :, None, :, None, :]
-        return tf.reshape(cells, [b, 2 * hh, 2 * ww, self.filters])
+        return _add_upsampled(h, self.skip(x))
 
 
 class Decoder(keras.layers.Layer):
