@@ -330,9 +330,11 @@ class _ResidualUpBlock(keras.layers.Layer):
 
         h = leaky(conv2(leaky(conv1(u))));  out = h + skip(u)
 
-    computed without forming the upsampled conv input: conv1(u) by `_upsampled_conv3x3` (4 taps
-    per output pixel instead of 9) and skip(u) = upsample(skip(x)) (a 1x1 conv commutes with
-    nearest upsampling: 4x fewer products), added by broadcasting over each 2x2 cell. Exact up
+    computed without forming the upsampled conv input: leaky(conv1(u)) by
+    `_upsampled_conv3x3_leaky` (4 taps per output pixel instead of 9; the bias and activation on
+    the phases, before they are interleaved) and skip(u) = upsample(skip(x)) (a 1x1 conv
+    commutes with nearest upsampling: 4x fewer products), added by broadcasting over each 2x2
+    cell (`_add_upsampled`, whose gradient is a 2x2 pool). Exact up
     to float rounding; the variables (conv1 3x3, conv2 3x3, skip 1x1, each with its bias) are
     those of the plain computation, so weights saved by either load into the other. Keep the
     class name: a Keras weights file names the layers of `Decoder.blocks` (a list) by it.
