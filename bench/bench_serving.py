@@ -7,11 +7,12 @@ Measures, for one model with UNTRAINED weights (the speed does not depend on the
     `--warmup` calls;
   * throughput: sequences per second of rollouts of batch `--batch` (median of
     `--throughput-repeats` calls after one warm-up call);
-for the SavedModel's `rollout` signature (what `hgn serve` runs) and for the same model's
-`rollout` compiled with `tf.function` (what a user who does not export would run; both one graph
-with the step loop a `tf.while_loop`, both returning the frames and the learned energy, both with
-integrator steps compiled by XLA for batches of at most `--xla-max-batch`; 0 turns XLA off). Both
-give the same frames (checked).
+for the SavedModel's `rollout` signature (what `hgn serve` runs), for its `rollout_frames`
+signature (the same frames without the energy along the path or the states), and for the model's
+`rollout` compiled with `tf.function` (what a user who does not export would run; one graph
+with the step loop a `tf.while_loop`, returning the frames and the learned energy as `rollout`
+does; all with integrator steps compiled by XLA for batches of at most `--xla-max-batch`; 0 turns
+XLA off). The SavedModel and `tf.function` give the same frames (checked).
   * the floor: the rollout's FLOPs (TensorFlow's graph profiler; see bench/floor.py) over this
     machine's measured convolution rate, and the fraction of it each figure reaches;
   * the HTTP overhead of `hgn serve` for a batch-1 rollout: the median time of a JSON request
@@ -75,11 +76,14 @@ def main(argv=None) -> None:
         path = export_saved_model(model, tmp, max_steps=max(DEFAULT_MAX_STEPS, args.steps),
                                   max_batch=max(DEFAULT_MAX_BATCH, args.batch),
                                   xla_max_batch=xla)
-        rollout = tf.saved_model.load(str(path)).signatures["rollout"]
+        signatures = tf.saved_model.load(str(path)).signatures
+        rollout, frames_only = signatures["rollout"], signatures["rollout_frames"]
         runs = {
             "SavedModel": lambda x: rollout(frames=tf.constant(x), n_steps=n_steps,
                                             dt=dt_t)["frames"],
             "tf.function": lambda x: compiled(tf.constant(x), n_steps, dt_t)["frames"],
+            "rollout_frames": lambda x: frames_only(frames=tf.constant(x), n_steps=n_steps,
+                                                    dt=dt_t)["frames"],
         }
         diff = float(np.abs(runs["SavedModel"](one).numpy()
                             - runs["tf.function"](one).numpy()).max())
@@ -107,6 +111,9 @@ def main(argv=None) -> None:
     flops_b = rollout_gflops(model, args.batch, args.steps)
     floor_latency = flops_1 / peak
     floor_throughput = args.batch / (flops_b / peak)
+    floor_latency_frames = rollout_gflops(model, 1, args.steps, with_energy=False) / peak
+    floor_throughput_frames = args.batch / (
+        rollout_gflops(model, args.batch, args.steps, with_energy=False) / peak)
 
     devices = [d.device_type for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
     where = ", ".join(devices) or f"CPU only ({os.cpu_count()} cores, {platform.machine()})"
@@ -124,6 +131,11 @@ def main(argv=None) -> None:
     print(f"{f'throughput, batch {args.batch} (seq/s)':34s}{throughput['SavedModel']:12.1f}"
           f"{throughput['tf.function']:13.1f}{floor_throughput:9.1f}"
           f"{throughput['SavedModel'] / floor_throughput:9.0%}")
+    print(f"frames only (the SavedModel's rollout_frames, no energy): batch 1 "
+          f"{1e3 * latency['rollout_frames']:.1f} ms (floor {1e3 * floor_latency_frames:.1f}, "
+          f"{floor_latency_frames / latency['rollout_frames']:.0%}); batch {args.batch} "
+          f"{throughput['rollout_frames']:.1f} seq/s (floor {floor_throughput_frames:.1f}, "
+          f"{throughput['rollout_frames'] / floor_throughput_frames:.0%})")
     print(f"hgn serve, batch-1 rollout over HTTP (JSON, 127.0.0.1): {1e3 * http:.1f} ms, of which "
           f"{1e3 * (http - latency['SavedModel']):.1f} ms is HTTP + JSON")
 

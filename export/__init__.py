@@ -1,6 +1,6 @@
 """SavedModel export and a TensorFlow-Serving-style REST endpoint for trained HGNs.
 
-    saved_model   `export_saved_model(run_dir, out_dir)`: TF Serving's layout, five signatures
+    saved_model   `export_saved_model(run_dir, out_dir)`: TF Serving's layout, six signatures
     server        `start_server(model_dir)` / `serve(...)`: the REST predict API (werkzeug); loads
                   the artifact only, never imports hgn_tf's model or training code
     client        `predict(url, signature, inputs)`, `rollout_to_gif(url, frames.npy, out.gif)`

@@ -67,12 +67,12 @@ def predict(url: str, signature: str, inputs: dict, model_name: str = "hgn",
 
     Args:
       url: the server's root, e.g. "http://127.0.0.1:8501".
-      signature: "rollout", "sample", "encode", "decode" or "hamiltonian".
+      signature: "rollout", "rollout_frames", "sample", "encode", "decode" or "hamiltonian".
       inputs: {input name: value}; uint8 frames are sent as integers.
       version: a model version; None asks for the latest.
     Returns:
-      {output name: float32 array} -- or one array for a single-output signature (decode,
-      hamiltonian), which TF Serving answers without the name.
+      {output name: float32 array} -- or one array for a single-output signature
+      (rollout_frames, decode, hamiltonian), which TF Serving answers without the name.
     Raises:
       ServerError: the server refused the request (its message names the bad field).
       urllib.error.URLError: the server could not be reached.
@@ -117,12 +117,17 @@ def rollout_to_gif(url: str, frames_path, out_gif, n_steps: int = 30, dt: float 
     from hgn_tf import plots
 
     frames = _load_frames(frames_path)
+    meta = metadata(url, model_name, timeout=timeout)
     if dt is None:
-        info = metadata(url, model_name, timeout=timeout).get("hgn_export", {})
+        info = meta.get("hgn_export", {})
         if "dt" not in info:
             raise ConfigError("`dt` is needed: the server does not say the model's dt "
                               "(TF Serving's metadata lacks it); pass dt, e.g. 0.125.")
         dt = info["dt"]
-    out = predict(url, "rollout", {"frames": frames, "n_steps": int(n_steps), "dt": float(dt)},
+    # Only the frames are shown: ask for them alone where the model has that signature (exports
+    # before it have only `rollout`, which also computes the energy and returns the states).
+    defs = meta.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
+    signature = "rollout_frames" if "rollout_frames" in defs else "rollout"
+    out = predict(url, signature, {"frames": frames, "n_steps": int(n_steps), "dt": float(dt)},
                   model_name=model_name, timeout=timeout)
-    return plots.sequences_gif(out["frames"], out_gif)
+    return plots.sequences_gif(out if signature == "rollout_frames" else out["frames"], out_gif)

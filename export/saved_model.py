@@ -13,6 +13,9 @@ state's shape (`[L]` for a vector latent), k = the conditioning frames the encod
     rollout      frames uint8 [B, >=k, H, W, 3], n_steps int32 [], dt float32 []
                  -> frames float32 [B, n_steps, H, W, 3] in [0, 1], q, p [B, n_steps, S, S, L],
                     energy [B, n_steps]
+    rollout_frames  the same inputs -> frames only (the same frames as `rollout`'s, without
+                 the learned energy along the path, 7% of a batch-64 paper-preset call, or the
+                 states: for clients that only show the video, like `hgn rollout`)
     sample       n int32 [], n_steps int32 [], dt float32 [], seed int32 []
                  -> frames [n, n_steps, H, W, 3], energy [n, n_steps]
     encode       frames uint8 [B, >=k, H, W, 3] -> q, p [B, S, S, L]   (the posterior mean)
@@ -95,9 +98,9 @@ def export_info(model, max_steps: int, max_batch: int, prior=None,
     `prior`: the learned prior the `sample` signature draws from, or None (N(0, I))."""
     c = model.config
     has_energy = c.dynamics == "hamiltonian"
-    signatures = ["rollout", "encode", "decode"]
+    signatures = ["rollout", "rollout_frames", "encode", "decode"]
     if not c.deterministic:
-        signatures.insert(1, "sample")
+        signatures.insert(2, "sample")
     if has_energy:
         signatures.append("hamiltonian")
     return {
@@ -149,9 +152,10 @@ class HGNExportModule(tf.Module):
         state = tf.TensorSpec([None, *info["state_shape"]], tf.float32)
         int_scalar = tf.TensorSpec([], tf.int32)
         dt = tf.TensorSpec([], tf.float32, name="dt")
+        rollout_inputs = [frames, tf.TensorSpec([], tf.int32, name="n_steps"), dt]
         self.functions = {
-            "rollout": tf.function(self._rollout, input_signature=[
-                frames, tf.TensorSpec([], tf.int32, name="n_steps"), dt]),
+            "rollout": tf.function(self._rollout, input_signature=rollout_inputs),
+            "rollout_frames": tf.function(self._rollout_frames, input_signature=rollout_inputs),
             "encode": tf.function(self._encode, input_signature=[frames]),
             "decode": tf.function(self._decode, input_signature=[
                 tf.TensorSpec.from_spec(state, name="q")]),
@@ -219,17 +223,21 @@ class HGNExportModule(tf.Module):
         return tf.ensure_shape(frames, [None, self._k, *frames.shape[2:]])
 
     # ------------------------------------------------------------------ signatures
-    def _rollout(self, frames, n_steps, dt):
+    def _rollout(self, frames, n_steps, dt, with_energy=None):
         frames = self._conditioning(frames)
         with tf.control_dependencies(self._check_steps(n_steps, dt)):
             n_steps = tf.identity(n_steps)
+        with_energy = self._has_energy if with_energy is None else with_energy
         # A model trained on the predictive mean of K draws serves that mean as its frames
         # (`predictive_draws`; self._draws is K > 1, or 0); the states are the posterior mean's.
         out = self.model.rollout(frames, n_steps, dt=dt, sample=False,
-                                 with_energy=self._has_energy, xla_max_batch=self._xla_max_batch,
+                                 with_energy=with_energy, xla_max_batch=self._xla_max_batch,
                                  draws=self._draws, seed=tf.constant(PREDICTIVE_SEED))
-        keys = ("frames", "q", "p", "energy") if self._has_energy else ("frames", "q", "p")
+        keys = ("frames", "q", "p", "energy") if with_energy else ("frames", "q", "p")
         return self._finite({k: out[k] for k in keys})
+
+    def _rollout_frames(self, frames, n_steps, dt):
+        return {"frames": self._rollout(frames, n_steps, dt, with_energy=False)["frames"]}
 
     def _sample(self, n, n_steps, dt, seed):
         with tf.control_dependencies(self._check_batch(n, "n") + self._check_steps(n_steps, dt)):

@@ -22,6 +22,7 @@ N_STEPS = 6
 MAX_STEPS, MAX_BATCH = 50, 4
 SIGNATURES = {
     "rollout": {"frames", "n_steps", "dt"},
+    "rollout_frames": {"frames", "n_steps", "dt"},
     "sample": {"n", "n_steps", "dt", "seed"},
     "encode": {"frames"},
     "decode": {"q"},
@@ -143,7 +144,7 @@ def fresh(trained, exported, tmp_path_factory):
     return inputs, dict(np.load(work / "outputs.npz")), report
 
 
-def test_fresh_process_sees_the_five_signatures_with_their_input_names(fresh):
+def test_fresh_process_sees_the_six_signatures_with_their_input_names(fresh):
     _, _, report = fresh
     assert {k: set(v) for k, v in report["inputs"].items()} == SIGNATURES
 
@@ -321,7 +322,7 @@ def test_deterministic_direct_models_export_without_sample_and_energy(tmp_path):
     model = build_model(cfg)
     path = export_saved_model(model, tmp_path / "hgn")
     loaded = tf.saved_model.load(str(path))
-    assert set(loaded.signatures) == {"rollout", "encode", "decode"}
+    assert set(loaded.signatures) == {"rollout", "rollout_frames", "encode", "decode"}
     frames = np.random.default_rng(1).integers(0, 256, (2, 4, 32, 32, 3), dtype=np.uint8)
     out = loaded.signatures["rollout"](frames=tf.constant(frames), n_steps=tf.constant(3),
                                        dt=tf.constant(0.1))
@@ -329,7 +330,12 @@ def test_deterministic_direct_models_export_without_sample_and_energy(tmp_path):
     np.testing.assert_allclose(out["frames"], model.rollout(frames, 3, dt=0.1)["frames"],
                                atol=1e-5)
     info = json.loads((path / "assets" / EXPORT_INFO_FILE).read_text())
-    assert info["has_energy"] is False and info["signatures"] == ["rollout", "encode", "decode"]
+    assert info["has_energy"] is False
+    assert info["signatures"] == ["rollout", "rollout_frames", "encode", "decode"]
+    only = loaded.signatures["rollout_frames"](frames=tf.constant(frames), n_steps=tf.constant(3),
+                                               dt=tf.constant(0.1))
+    assert set(only) == {"frames"}
+    np.testing.assert_array_equal(only["frames"], out["frames"])
 
 
 def test_a_predictive_mean_model_serves_the_mean_of_its_draws(tmp_path):

@@ -93,12 +93,14 @@ def test_status_and_metadata_as_tf_serving_answers_them(url):
     assert meta["model_spec"] == {"name": "hgn", "signature_name": "", "version": "1"}
     defs = meta["metadata"]["signature_def"]["signature_def"]
     assert {name: set(d["inputs"]) for name, d in defs.items()} == {
-        "rollout": {"frames", "n_steps", "dt"}, "sample": {"n", "n_steps", "dt", "seed"},
+        "rollout": {"frames", "n_steps", "dt"}, "rollout_frames": {"frames", "n_steps", "dt"},
+        "sample": {"n", "n_steps", "dt", "seed"},
         "encode": {"frames"}, "decode": {"q"}, "hamiltonian": {"q", "p"}}
     frames = defs["rollout"]["inputs"]["frames"]
     assert frames["dtype"] == "DT_UINT8"
     assert [d["size"] for d in frames["tensor_shape"]["dim"]] == ["-1", "-1", "32", "32", "3"]
     assert set(defs["rollout"]["outputs"]) == {"frames", "q", "p", "energy"}
+    assert set(defs["rollout_frames"]["outputs"]) == {"frames"}
     assert meta["hgn_export"]["conditioning_frames"] == K
     assert _http(url, "/v1/models/hgn/versions/1/metadata")[1] == meta
 
@@ -133,6 +135,10 @@ def test_single_output_signatures_answer_bare_values(url, direct):
     status, answer = _http(url, "/v1/models/hgn:predict",
                            {"signature_name": "decode", "instances": q.tolist()})
     np.testing.assert_allclose(answer["predictions"], direct("decode", q=q)["frames"], atol=1e-6)
+    x = _frames(2, seed=4)
+    frames_only = client.predict(url, "rollout_frames", {"frames": x, "n_steps": 4, "dt": 0.125})
+    full = direct("rollout", frames=x, n_steps=np.int32(4), dt=np.float32(0.125))
+    np.testing.assert_array_equal(frames_only, full["frames"])  # bit for bit
 
 
 def test_sample_and_encode(url, direct):
@@ -278,13 +284,25 @@ def test_concurrent_clients_get_their_own_answers(url, direct):
     assert elapsed < 120, f"{clients * requests_each} requests took {elapsed:.0f} s"
 
 
-def test_client_and_cli_write_a_rollout_gif(url, tmp_path, capsys):
+def test_client_and_cli_write_a_rollout_gif(url, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
+    asked, predict, metadata = [], client.predict, client.metadata
+    monkeypatch.setattr(client, "predict", lambda u, sig, *a, **k: asked.append(sig) or
+                        predict(u, sig, *a, **k))
     np.save(tmp_path / "frames.npy", _frames(2, seed=7))
     gif = client.rollout_to_gif(url, tmp_path / "frames.npy", tmp_path / "a.gif", n_steps=5)
     with Image.open(gif) as img:
         assert img.n_frames == 5
+    # It asks for the frames alone; a model exported before `rollout_frames` gets `rollout`.
+    old_meta = metadata(url)
+    del old_meta["metadata"]["signature_def"]["signature_def"]["rollout_frames"]
+    monkeypatch.setattr(client, "metadata", lambda *a, **k: old_meta)
+    client.rollout_to_gif(url, tmp_path / "frames.npy", tmp_path / "old.gif", n_steps=5)
+    with Image.open(tmp_path / "old.gif") as img:
+        assert img.n_frames == 5
+    assert asked == ["rollout_frames", "rollout"]
+    monkeypatch.setattr(client, "metadata", metadata)
     np.save(tmp_path / "one.npy", _frames(1, seed=7)[0])  # [k, H, W, 3]: a batch of one
     assert cli.main(["rollout", "--server", url, "--frames", str(tmp_path / "one.npy"),
                      "--out", str(tmp_path / "b.gif"), "--n-steps", "3", "--dt", "-0.125"]) == 0
