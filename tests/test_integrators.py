@@ -455,6 +455,38 @@ def test_integrate_zero_steps_and_argument_errors():
         integrators.get("euler").step(harmonic, q0, tf.cast(p0, tf.float32), 0.1)
 
 
+@pytest.mark.parametrize("every", [1, 3, 5])
+@pytest.mark.parametrize("n_steps", [0, 1, 4, 5, 6, 11])
+def test_decoding_inside_the_loop_equals_decoding_after_it(n_steps, every):
+    """`integrate(..., decode=f)` decodes runs of `every` states inside the loop: every state
+    exactly once, the last run short where n_steps + 1 is not a multiple of `every`, with the
+    values of f applied after the loop; the states are those of the plain loop."""
+    q0, p0 = rng_state(2, 3, seed=21)
+    def decode(states):  # [m, B, 3] -> [m, B, 2]: not elementwise, so a misplaced row shows
+        return tf.stack([tf.reduce_sum(states, -1), states[..., 0] * states[..., 2]], -1)
+
+    @tf.function
+    def rollout(q0, p0, n):
+        return integrators.integrate(integrators.get("leapfrog"), coupled_pendulums, q0, p0,
+                                     0.1, n, decode=decode, decode_every=every)
+
+    qs, ps, decoded = rollout(q0, p0, tf.constant(n_steps))
+    want_qs, want_ps = integrators.integrate(integrators.get("leapfrog"), coupled_pendulums,
+                                             q0, p0, 0.1, n_steps)
+    np.testing.assert_array_equal(qs, want_qs)
+    np.testing.assert_array_equal(ps, want_ps)
+    assert decoded.shape == (n_steps + 1, 2, 2)
+    np.testing.assert_allclose(decoded, decode(want_qs), rtol=1e-15)
+
+
+def test_decode_every_must_be_a_positive_integer():
+    q0, p0 = rng_state(1, 1, seed=22)
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ConfigError, match="decode_every"):
+            integrators.integrate(integrators.get("leapfrog"), pendulum, q0, p0, 0.1, 3,
+                                  decode=lambda x: x, decode_every=bad)
+
+
 @pytest.mark.parametrize("name", integrators.NAMES)
 def test_float32_matches_float64_on_image_shaped_state(name):
     """A state shaped like HGN's latent [B, 4, 4, 16]; dt given as a float64 tensor."""
