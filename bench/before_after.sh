@@ -8,27 +8,10 @@
 # (REF, this tree, REF, this tree) so that a change in the machine's load hits both.
 set -euo pipefail
 ref=${1:?usage: bench/before_after.sh REF [options]}; shift
-here=$(cd "$(dirname "$0")/.." && pwd)
-py=${PYTHON:-$here/.venv/bin/python}
-tmp=$(mktemp -d)
-trap 'git -C "$here" worktree remove --force "$tmp/ref" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
-git -C "$here" worktree add -q --detach "$tmp/ref" "$ref"
-# The editable install maps hgn_tf to this tree; for REF, a path hook points it at REF's copy.
-mkdir -p "$tmp/shim"
-cat > "$tmp/shim/sitecustomize.py" <<PY
-import os
-tree = os.environ.get("HGN_TREE")
-if tree:
-    try:
-        import __editable___hgn_tf_0_1_0_finder as finder
-        for key, path in list(finder.MAPPING.items()):
-            finder.MAPPING[key] = path.replace("$here", tree)
-    except ImportError:
-        pass
-PY
-run() {  # run TREE args...
+source "$(dirname "$0")/ref_tree.sh" "$ref"
+run() {  # run TREE args...: bench_train_step.py in TREE
     local tree=$1; shift
-    (cd "$tree" && HGN_TREE=$tree PYTHONPATH=$tree:$tmp/shim "$py" "$here/bench/bench_train_step.py" "$@")
+    in_tree "$tree" "$py" "$here/bench/bench_train_step.py" "$@"
 }
 echo "== result: REF ($(git -C "$here" rev-parse --short "$ref")) saved, this tree checked"
 run "$tmp/ref" --save-result "$tmp/ref.npz" "$@" 2>/dev/null | tail -1

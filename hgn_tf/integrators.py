@@ -655,8 +655,10 @@ def _integrate_decoded(step, q0, p0, carry, qs, ps, n_steps, decode, every):
     After state j is written, if j closes a run (j + 1 a multiple of `every`, or j the last
     state), the run's states [j - j % every, j] are read back from the TensorArray and decoded;
     the decoded values are scattered to the same indices. Nothing in the next iteration's step
-    depends on the decoding, so with two parallel iterations the decoder of one run and the
-    integrator's next steps run at the same time.
+    depends on the decoding, so with 2 x `every` iterations allowed in flight the decoder of one
+    run and the integrator's next steps run at the same time (with 2, a run's decoding held the
+    loop back after one more step, and the rollout was slower than decoding after the loop).
+    `decode` must return values of the states' dtype.
     """
     def decode_run(end, qs, out):
         idx = tf.range(end - end % every, end + 1)

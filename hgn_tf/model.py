@@ -276,7 +276,9 @@ class HGN(keras.Model):
           dt: integrator step (default: the config's); negative runs backward.
           sample: draw the initial state from the posterior instead of taking its mean.
           with_energy: also evaluate the learned H along the rollout (training skips it).
-          training: decode the way a gradient is taken fastest (`networks.Decoder`).
+          training: decode the way a gradient is taken fastest: after the integration loop,
+            all frames as one batch. False (default) decodes them inside the loop, a few states
+            at a time, overlapping the integration (`_integrate_decoded`; the same values).
           xla_max_batch: batches of at most this many sequences take XLA-compiled integrator
             steps (`integrators.xla_steps`: twice as fast at batch 1); 0 (default): never.
           draws: K > 0: `frames` is the predictive mean of K posterior draws' decoded rollouts
