@@ -666,15 +666,16 @@ def _integrate_decoded(step, q0, p0, carry, qs, ps, n_steps, decode, every):
 
     out = tf.TensorArray(q0.dtype, size=n_steps + 1, infer_shape=False,
                          element_shape=tf.TensorShape(None))
-    if every == 1:  # the initial state's run is itself: the loop below starts at state 1
-        out = decode_run(tf.constant(0), qs, out)
-    last = n_steps
+    # The loop writes states 1..n_steps; state 0's run closes before it when that run is state 0
+    # alone (runs of 1, or no step at all).
+    out = tf.cond(tf.logical_or(tf.constant(every == 1), tf.equal(n_steps, 0)),
+                  lambda: decode_run(tf.constant(0), qs, out), lambda: out)
 
     def body(t, q, p, carry, qs, ps, out):
         q, p, carry = step(q, p, carry)
         j = t + 1
         qs, ps = qs.write(j, q), ps.write(j, p)
-        closes = tf.logical_or(tf.equal((j + 1) % every, 0), tf.equal(j, last))
+        closes = tf.logical_or(tf.equal((j + 1) % every, 0), tf.equal(j, n_steps))
         out = tf.cond(closes, lambda: decode_run(j, qs, out), lambda: out)
         return j, q, p, carry, qs, ps, out
 
@@ -685,7 +686,4 @@ def _integrate_decoded(step, q0, p0, carry, qs, ps, n_steps, decode, every):
         maximum_iterations=n_steps,
         parallel_iterations=2 * every,
     )
-    if every > 1:  # no step (n_steps = 0): the initial state's run closes here
-        out = tf.cond(tf.equal(n_steps, 0), lambda: decode_run(tf.constant(0), qs, out),
-                      lambda: out)
     return qs.stack(), ps.stack(), out.stack()

@@ -27,10 +27,10 @@ Open choices of the paper, decided here (and why):
     cells, so (1) the 1x1 skip commutes with the upsampling (project, then upsample: 4x fewer
     products), and (2) the first 3x3 'same' conv of u = up(x) is, for each output phase
     (y mod 2, x mod 2), a 2x2 conv of the low-resolution x zero-padded by one, whose taps are
-    sums of the 3x3 taps (`_upsampled_conv3x3`); the four phases are one VALID conv with 4x the
-    output channels, interleaved by depth_to_space. Exact: the same products, summed in another
-    order (the zero pad of u is the upsampled zero pad of x). Per block of input H x H x C and
-    F filters, multiply-adds
+    sums of the 3x3 taps (`_upsampled_conv3x3_leaky`); the four phases are one VALID conv with
+    4x the output channels, interleaved by depth_to_space. Exact: the same products, summed in
+    another order (the zero pad of u is the upsampled zero pad of x). Per block of input
+    H x H x C and F filters, multiply-adds
         plain:  9 C F (2H)^2  +  9 F^2 (2H)^2  +  C F (2H)^2
         fused: 16 C F (H+1)^2 +  9 F^2 (2H)^2  +  C F H^2
     (the second conv reads the non-constant h and is unchanged). Paper preset (C = 16, 64, 64;
@@ -183,17 +183,18 @@ def _phase_taps(kernel, axis):
         a = 1:  x[i] (k[0] + k[1]) + x[i + 1] k[2]
     i.e. a 2-tap VALID filter on x padded by one: (k[0], k[1] + k[2]) at (i - 1, i) for a = 0 and
     (k[0] + k[1], k[2]) at (i, i + 1) for a = 1. Returns them in slot order (a = 1, a = 0), each
-    with `axis` of length 2 (see `_upsampled_conv3x3` for why that order).
+    with `axis` of length 2 (see `_upsampled_conv3x3_leaky` for why that order).
     """
     k0, k1, k2 = tf.unstack(kernel, 3, axis=axis)
     return tf.stack([k0 + k1, k2], axis=axis), tf.stack([k0, k1 + k2], axis=axis)
 
 
-def _upsampled_conv3x3(x, kernel):
-    """conv3x3_same(upsample_nearest_x2(x), kernel), without bias, computed at x's resolution.
+def _upsampled_conv3x3_leaky(x, kernel, bias):
+    """leaky_relu(conv3x3_same(upsample_nearest_x2(x), kernel) + bias), computed at x's
+    resolution: the first conv of a decoder block.
 
-    x [B, H, W, C], kernel [3, 3, C, F] -> [B, 2H, 2W, F], equal to the reference up to float
-    rounding (the taps are summed before the products instead of after).
+    x [B, H, W, C], kernel [3, 3, C, F], bias [F] -> [B, 2H, 2W, F], equal to the reference up
+    to float rounding (the taps are summed before the products instead of after).
 
     Each output pixel (2i + a, 2j + b) is a 2x2 filter (`_phase_taps` on rows, then columns) on
     x zero-padded by one. The zero padding is the same: the 'same' conv's pad pixel at high-res
@@ -201,25 +202,20 @@ def _upsampled_conv3x3(x, kernel):
     one VALID conv with 4F output channels on the padded x, [B, H + 1, W + 1, 4F]: its pixel
     (i, j) in phase (a, b) is output pixel (2i - a, 2j - b). With phase (a, b) in channel slot
     (1 - a, 1 - b), depth_to_space puts it at (2i + 1 - a, 2j + 1 - b): the output shifted by
-    one pixel, so a crop of one pixel on each side gives it.
+    one pixel, so a crop of one pixel on each side gives it. The bias and the activation are
+    applied to the four phases before they are interleaved: both are per-pixel and
+    per-channel, so they commute with depth_to_space and the crop, and oneDNN fuses them into
+    the convolution instead of two more passes over the 2H x 2W image.
 
     Cost: 16 C F (H + 1)(W + 1) multiply-adds instead of 36 C F H W (0.56x at H = W = 8,
     0.50x at 16).
     """
-    return _phase_conv(x, _phase_kernel(kernel))
-
-
-def _upsampled_conv3x3_leaky(x, kernel, bias):
-    """leaky_relu(conv3x3_same(upsample_nearest_x2(x), kernel) + bias) by the phase conv, with
-    the bias and the activation applied to its four phases before they are interleaved: both are
-    per-pixel and per-channel, so they commute with depth_to_space and the crop, and oneDNN fuses
-    them into the convolution instead of two more passes over the 2H x 2W image (the same
-    numbers: tests/test_decoder_fused.py)."""
     return _phase_conv_leaky(x, _phase_kernel(kernel), tf.tile(bias, [4]))
 
 
 def _phase_kernel(kernel):
-    """The 3x3 kernel [3, 3, C, F] -> the phase conv's [2, 2, C, 4F] (`_upsampled_conv3x3`)."""
+    """The 3x3 kernel [3, 3, C, F] -> the phase conv's [2, 2, C, 4F]
+    (`_upsampled_conv3x3_leaky`)."""
     rows = _phase_taps(kernel, 0)
     phases = [k for r in rows for k in _phase_taps(r, 1)]  # slots (s, t) in row-major order
     return tf.concat(phases, axis=-1)
@@ -228,16 +224,17 @@ def _phase_kernel(kernel):
 _PAD1 = [[0, 0], [1, 1], [1, 1], [0, 0]]
 
 
-def _phase_conv_and_gradient(x, fused, bias4=None):
-    """The four phase convs of `_upsampled_conv3x3`: x [B, H, W, C] padded by one, a VALID 2x2
-    conv with `fused` [2, 2, C, 4F] (then, with `bias4` [4F], + bias4 and leaky ReLU),
-    depth_to_space, the one-pixel crop -> [B, 2H, 2W, F]; and its gradient function.
+@tf.custom_gradient
+def _phase_conv_leaky(x, fused, bias4):
+    """The four phase convs of `_upsampled_conv3x3_leaky`: x [B, H, W, C] padded by one, a VALID
+    2x2 conv with `fused` [2, 2, C, 4F], + bias4 [4F], leaky ReLU, depth_to_space, the
+    one-pixel crop -> [B, 2H, 2W, F].
 
     The gradient is written out, because TensorFlow's own (Conv2DBackpropInput for this shape,
     and the gradients of the crop and of depth_to_space) made the fused decoder's backward
-    slower than the plain one's (bench/README). For the output cotangent g, padded back and
-    space_to_depth'd to gy [B, H + 1, W + 1, 4F] (and taken through the activation, read from
-    its output as `_leaky_relu` does): d/dx is the full correlation of gy with the kernel
+    slower than the plain one's (bench/README). For the output cotangent g, padded back,
+    space_to_depth'd and taken through the activation (read from its output, as `_leaky_relu`
+    does) to gy [B, H + 1, W + 1, 4F]: d/dx is the full correlation of gy with the kernel
     flipped in space and transposed in channels, cropped by one pixel on each side, which is a
     forward VALID conv of gy itself (no padding, no crop: output pixel i reads gy[i] and
     gy[i + 1]); d/dfused is Conv2DBackpropFilter of the padded x against gy; d/dbias4 is
@@ -245,37 +242,21 @@ def _phase_conv_and_gradient(x, fused, bias4=None):
     checks them against the plain computation's gradients in float64).
     """
     xp = tf.pad(x, _PAD1)
-    z = tf.nn.conv2d(xp, fused, 1, "VALID")  # [B, H + 1, W + 1, 4F]
-    if bias4 is not None:
-        z = tf.nn.leaky_relu(tf.nn.bias_add(z, bias4), alpha=LEAKY_ALPHA)
+    z = tf.nn.leaky_relu(tf.nn.bias_add(tf.nn.conv2d(xp, fused, 1, "VALID"), bias4),
+                         alpha=LEAKY_ALPHA)  # [B, H + 1, W + 1, 4F]
     shape = tf.shape(x)
     out = tf.nn.depth_to_space(z, 2)[:, 1 : 2 * shape[1] + 1, 1 : 2 * shape[2] + 1, :]
 
     def grad(g):
         gy = tf.nn.space_to_depth(tf.pad(g, _PAD1), 2)  # [B, H + 1, W + 1, 4F]
-        if bias4 is not None:
-            gy = tf.raw_ops.LeakyReluGrad(gradients=gy, features=z, alpha=LEAKY_ALPHA)
+        gy = tf.raw_ops.LeakyReluGrad(gradients=gy, features=z, alpha=LEAKY_ALPHA)
         flipped = tf.transpose(tf.reverse(fused, [0, 1]), [0, 1, 3, 2])  # [2, 2, 4F, C]
         dx = tf.nn.conv2d(gy, flipped, 1, "VALID")  # [B, H, W, C]
         dfused = tf.compat.v1.nn.conv2d_backprop_filter(xp, tf.shape(fused), gy, [1, 1, 1, 1],
                                                         "VALID")
-        if bias4 is None:
-            return dx, dfused
         return dx, dfused, tf.raw_ops.BiasAddGrad(out_backprop=gy)
 
     return out, grad
-
-
-@tf.custom_gradient
-def _phase_conv(x, fused):
-    """`_phase_conv_and_gradient` without bias or activation."""
-    return _phase_conv_and_gradient(x, fused)
-
-
-@tf.custom_gradient
-def _phase_conv_leaky(x, fused, bias4):
-    """`_phase_conv_and_gradient` with the bias and the leaky ReLU."""
-    return _phase_conv_and_gradient(x, fused, bias4)
 
 
 LEAKY_ALPHA = 0.2
@@ -341,7 +322,7 @@ class _ResidualUpBlock(keras.layers.Layer):
 
     Training and inference both compute fused. TensorFlow's own gradient of the fused conv
     made the decoder's forward + backward slower than the plain one's (1.44 -> 1.74 s per
-    paper training step on the earlier machine, bench/README), so `_phase_conv` writes its
+    paper training step on the earlier machine, bench/README), so `_phase_conv_leaky` writes its
     gradient out; with it the fused decoder's forward + backward is 0.90-0.94x the plain
     one's (on the AVX2 AMD EPYC of bench/README). Both give the same values and gradients to
     float rounding (tests/test_decoder_fused.py). `training` is accepted for Keras and ignored.
